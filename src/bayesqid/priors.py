@@ -1,0 +1,129 @@
+"""Serialisable prior distributions: a name from a small registry plus numeric arguments.
+
+A :class:`Prior` is a plain value object. It becomes a PyMC random variable only inside
+:func:`bayesqid.model.build_model`, and it round-trips through TOML and JSON unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pymc as pm
+
+from bayesqid.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Family:
+    """One distribution family known to the prior registry."""
+
+    name: str
+    pymc: Any
+    args: tuple[str, ...]
+    positive: bool
+
+    def draw(self, args: Mapping[str, float], rng: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` values with numpy (used by simulation and prior predictive checks)."""
+        return pm.draw(self.pymc.dist(**args), draws=size, random_seed=rng)
+
+
+PRIOR_FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("normal", pm.Normal, ("mu", "sigma"), positive=False),
+        Family("student_t", pm.StudentT, ("nu", "mu", "sigma"), positive=False),
+        Family("halfnormal", pm.HalfNormal, ("sigma",), positive=True),
+        Family("exponential", pm.Exponential, ("lam",), positive=True),
+        Family("lognormal", pm.LogNormal, ("mu", "sigma"), positive=True),
+    )
+}
+
+# Arguments that must be strictly positive for the distribution to be proper.
+_POSITIVE_ARGS = {"sigma", "lam", "nu"}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution by registry name, e.g. ``Prior("normal", {"mu": 0, "sigma": 1})``.
+
+    Parameters
+    ----------
+    dist : str
+        Key of :data:`PRIOR_FAMILIES`.
+    args : Mapping[str, float]
+        The distribution's arguments; exactly those the family declares.
+
+    Raises
+    ------
+    SpecError
+        Unknown family, missing or extra arguments, non-numeric or invalid values.
+    """
+
+    dist: str
+    args: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        family = PRIOR_FAMILIES.get(self.dist)
+        if family is None:
+            raise SpecError(f"unknown prior distribution {self.dist!r}; known: {sorted(PRIOR_FAMILIES)}")
+        if set(self.args) != set(family.args):
+            raise SpecError(
+                f"prior {self.dist!r} takes arguments {list(family.args)}, got {sorted(self.args)}"
+            )
+        clean = {}
+        for key in family.args:
+            value = self.args[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(f"prior {self.dist!r} argument {key!r} must be a number, got {value!r}")
+            if not np.isfinite(value) or (key in _POSITIVE_ARGS and value <= 0):
+                raise SpecError(f"prior {self.dist!r} argument {key!r} must be finite and positive"
+                                if key in _POSITIVE_ARGS else
+                                f"prior {self.dist!r} argument {key!r} must be finite, got {value!r}")
+            clean[key] = float(value)
+        object.__setattr__(self, "args", clean)
+
+    @property
+    def family(self) -> Family:
+        """The registry entry of this prior."""
+        return PRIOR_FAMILIES[self.dist]
+
+    def to_pymc(self, name: str, **kwargs: Any) -> Any:
+        """Create the PyMC random variable ``name`` (inside a model context)."""
+        return self.family.pymc(name, **self.args, **kwargs)
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` values from the prior."""
+        return np.asarray(self.family.draw(self.args, rng, size), dtype=float)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, as written in TOML: ``{"dist": "normal", "mu": 0, "sigma": 1}``."""
+        return {"dist": self.dist, **self.args}
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, where: str = "prior") -> Prior:
+        """Parse the TOML/JSON form; ``where`` names the location for error messages."""
+        if not isinstance(raw, Mapping) or "dist" not in raw:
+            raise SpecError(f"{where}: a prior is a table like {{dist = \"normal\", mu = 0, sigma = 1}}, "
+                            f"got {raw!r}")
+        args = {k: v for k, v in raw.items() if k != "dist"}
+        try:
+            return cls(str(raw["dist"]), args)
+        except SpecError as err:
+            raise SpecError(f"{where}: {err}") from None
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v:g}" for k, v in self.args.items())
+        return f"{self.dist.replace('_', '-').title().replace('-', '')}({inner})"
+
+
+def normal(mu: float, sigma: float) -> Prior:
+    """Shorthand for a Normal prior."""
+    return Prior("normal", {"mu": mu, "sigma": sigma})
+
+
+def halfnormal(sigma: float) -> Prior:
+    """Shorthand for a half-Normal prior (scales and standard deviations)."""
+    return Prior("halfnormal", {"sigma": sigma})
