@@ -5,15 +5,15 @@ Structure, for every law coefficient ``theta`` and observation ``i``::
     theta_i = theta + sum over groups g varying theta of  sd_g_theta * z_g_theta[level_g(i)]
     log QiD_i ~ StudentT(nu, law.log_mu(x_i, theta_i), sigma), left-censored below resolution
 
-Effects are non-centred (``z ~ Normal(0, 1)``): most families contribute one training-token
-count, so their effects are weakly identified and a centred form funnels.
+Most families contribute one training-token count, so their D effects are informed by the
+prior alone, and a centred form funnels there: such effects are non-centred,
+``offset = sd * z`` with ``z ~ Normal(0, 1)``.
 
-For linear laws one more, exact, change of variables removes the worst correlation: a level's
-data pin down its log QiD *at its own centroid* (e.g. OPT at 0.18T tokens), which is one
-linear combination of its intercept and slope effects. Per level, an orthogonal (Householder)
-reflection maps the sampled ``xi ~ Normal(0, I)`` to ``z`` so that ``xi[0]`` is exactly that
-combination. An orthogonal map of a standard normal is standard normal with unit Jacobian,
-so the model is unchanged; only the sampler's coordinates are better aligned with the data.
+But a non-centred effect whose level *is* pinned down by its data (OLMo's D slope, the
+intercept of a quantizer with hundreds of rows) forms a banana with its scale: measured on the
+reference data, the family D-slope alone caused most divergences. So the default
+parametrization is chosen per level (see :func:`informed_levels`): centred where the level's
+own rows identify it, non-centred elsewhere. The joint density is the same either way.
 """
 
 from __future__ import annotations
@@ -64,60 +64,47 @@ def compose(spec: ModelSpec, values: Mapping[str, Any], offsets: Mapping[tuple[s
     return out
 
 
-def xi_name(group: str) -> str:
-    """Variable name of the rotated standard-normal effects of ``group`` (linear laws)."""
-    return f"xi_{group}"
+#: A level informs an effect when it has at least this many rows ...
+MIN_ROWS_INFORMED = 10
+#: ... and, for a slope, its rows spread the slope's covariate by at least this (log units).
+MIN_SPREAD_INFORMED = 0.25
 
 
-def coef_dim(group: str) -> str:
-    """Dimension name of the coefficients that vary by ``group``."""
-    return f"{group}_coef"
+def informed_levels(spec: ModelSpec, design: Design, group: str, param: str) -> np.ndarray:
+    """Boolean mask of the levels of ``group`` whose own rows identify their ``param`` offset.
 
-
-def level_centroids(design: Design, group: str, features: list[Any]) -> np.ndarray:
-    """Mean of each feature over the rows of each level of ``group`` (levels x features)."""
-    codes = design.codes[group]
-    n_levels = len(design.levels[group])
-    counts = np.bincount(codes, minlength=n_levels).astype(float)
-    out = np.zeros((n_levels, len(features)))
-    for j, feature in enumerate(features):
-        sums = np.bincount(codes, weights=np.asarray(feature(design.x), dtype=float), minlength=n_levels)
-        out[:, j] = np.divide(sums, counts, out=np.zeros(n_levels), where=counts > 0)
-    return out
-
-
-def _rotated_effects(spec: ModelSpec, eff: Any, sds: list[Any], design: Design) -> list[Any]:
-    """Standardised effects ``z`` (one vector per coefficient) from a Householder-rotated ``xi``.
-
-    Coefficient order puts the intercept first. ``n`` is the direction in ``z``-space along
-    which a level's log QiD at its centroid moves; the reflection ``H = I - 2 v v'/v'v`` with
-    ``v = n/|n| + e1`` maps ``e1`` to ``-n/|n|``, so ``xi[0]`` is that (negated) combination.
-    ``v'v >= 2`` always, since ``n[0] = sd_intercept > 0``.
+    Used by ``parametrization = "auto"``: identified levels are sampled centred, the others
+    non-centred. An intercept is identified by enough rows; a slope also needs spread in its
+    covariate (OPT spans N widely but has one D, so its N slope is informed and its D slope is
+    not). Laws that are not linear fall back to the row count for every coefficient.
     """
     law = spec.law_obj
-    slopes = [p for p in eff.params if p != law.intercept]
-    centroid = level_centroids(design, eff.group, [law.features[p] for p in slopes])
-    scale = pt.stack(sds)  # intercept sd first, then slope sds
-    n = pt.concatenate([pt.ones((centroid.shape[0], 1)), pt.as_tensor_variable(centroid)], axis=1) * scale
-    n_hat = n / pt.sqrt((n * n).sum(axis=1, keepdims=True))
-    v = n_hat + pt.as_tensor_variable(np.eye(1, len(eff.params)))
-    xi = pm.Normal(xi_name(eff.group), 0.0, 1.0, dims=(eff.group, coef_dim(eff.group)))
-    z = xi - 2.0 * v * ((v * xi).sum(axis=1, keepdims=True) / (v * v).sum(axis=1, keepdims=True))
-    return [z[:, j] for j in range(len(eff.params))]
+    codes = design.codes[group]
+    n_levels = len(design.levels[group])
+    counts = np.bincount(codes, minlength=n_levels)
+    informed = counts >= MIN_ROWS_INFORMED
+    if law.is_linear and param != law.intercept:
+        feature = np.asarray(law.features[param](design.x), dtype=float)
+        spread = np.array([feature[codes == lv].std() if counts[lv] else 0.0 for lv in range(n_levels)])
+        informed &= spread >= MIN_SPREAD_INFORMED
+    return informed
 
 
-def _ordered(spec: ModelSpec, params: tuple[str, ...]) -> tuple[str, ...]:
-    """Coefficients of an effect with the law's intercept first (rotation needs it there)."""
-    icpt = spec.law_obj.intercept
-    return tuple(sorted(params, key=lambda p: p != icpt))
+def _level_effects(name: str, sd: Any, centred: np.ndarray, dims: str) -> Any:
+    """Standardised effects with a per-level choice of centred or non-centred sampling.
 
-
-def rotates(spec: ModelSpec, group: str) -> bool:
-    """Whether the effects of ``group`` are sampled in Householder-rotated coordinates."""
-    eff = spec.effect(group)
-    law = spec.law_obj
-    return (eff is not None and not eff.centered and law.is_linear and law.intercept in eff.params
-            and len(eff.params) > 1)
+    ``u ~ Normal(0, 1)`` is sampled for every level. Non-centred levels use ``z = u``; centred
+    levels use ``u`` as the offset itself, ``z = u / sd``, and a potential swaps their
+    ``Normal(0, 1)`` density for ``Normal(0, sd)``, so the joint density is exactly the
+    hierarchical prior in both cases.
+    """
+    u = pm.Normal(f"u_{name}", 0.0, 1.0, dims=dims)
+    if not centred.any():
+        return pm.Deterministic(name, u, dims=dims)
+    mask = pt.as_tensor_variable(centred)
+    swap = -pt.log(sd) - 0.5 * (u / sd) ** 2 + 0.5 * u**2
+    pm.Potential(f"centring_{name}", pt.switch(mask, swap, 0.0).sum())
+    return pm.Deterministic(name, pt.switch(mask, u / sd, u), dims=dims)
 
 
 def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
@@ -137,26 +124,21 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
     pymc.Model
     """
     coords: dict[str, list[str]] = {g: list(design.levels[g]) for g in design.levels}
-    for eff in spec.effects:
-        coords[coef_dim(eff.group)] = list(_ordered(spec, eff.params))
     y, censored = observe(qid, spec.likelihood)
     with pm.Model(coords=coords) as model:
         values = {p: spec.prior(p).to_pymc(p) for p in spec.law_obj.param_names}
         offsets = {}
         for eff in spec.effects:
-            params = _ordered(spec, eff.params)
+            params = eff.params
             sds = [spec.effect_sd(eff, p).to_pymc(sd_name(eff.group, p)) for p in params]
-            if eff.centered:
-                deltas = [pm.Normal(f"offset_{eff.group}_{p}", 0.0, sd, dims=eff.group)
-                          for p, sd in zip(params, sds, strict=True)]
-                zs = [pm.Deterministic(z_name(eff.group, p), d / sd, dims=eff.group)
-                      for p, d in zip(params, deltas, strict=True)]
-            elif rotates(spec, eff.group):
-                zs = _rotated_effects(spec, eff, sds, design)
-                zs = [pm.Deterministic(z_name(eff.group, p), z, dims=eff.group)
-                      for p, z in zip(params, zs, strict=True)]
-            else:
-                zs = [pm.Normal(z_name(eff.group, p), 0.0, 1.0, dims=eff.group) for p in params]
+            zs = []
+            for p, sd in zip(params, sds, strict=True):
+                centred = {"centered": np.ones(len(design.levels[eff.group]), bool),
+                           "non_centered": np.zeros(len(design.levels[eff.group]), bool),
+                           "auto": None}[eff.parametrization]
+                if centred is None:
+                    centred = informed_levels(spec, design, eff.group, p)
+                zs.append(_level_effects(z_name(eff.group, p), sd, centred, eff.group))
             for p, sd, z in zip(params, sds, zs, strict=True):
                 offsets[(eff.group, p)] = sd * z[design.codes[eff.group]]
         theta = compose(spec, values, offsets)

@@ -38,11 +38,12 @@ PRIOR_FAMILIES: dict[str, Family] = {
         Family("halfnormal", pm.HalfNormal, ("sigma",), positive=True),
         Family("exponential", pm.Exponential, ("lam",), positive=True),
         Family("lognormal", pm.LogNormal, ("mu", "sigma"), positive=True),
+        Family("gamma", pm.Gamma, ("alpha", "beta"), positive=True),
     )
 }
 
 # Arguments that must be strictly positive for the distribution to be proper.
-_POSITIVE_ARGS = {"sigma", "lam", "nu"}
+_POSITIVE_ARGS = {"sigma", "lam", "nu", "alpha", "beta"}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ SPEC_VERSION = 1
 #: Name of the spec the main command fits.
 DEFAULT_SPEC = "ouyang"
 
+PARAMETRIZATIONS: tuple[str, ...] = ("auto", "centered", "non_centered")
 LIKELIHOODS: tuple[str, ...] = ("student_t", "normal")
 #: Degrees of freedom with a closed-form, numerically stable Student-t CDF (see likelihood.py).
 STUDENT_T_NU: tuple[int, ...] = (2, 4)
@@ -45,16 +46,16 @@ class Effect:
         Law coefficients that vary by this group.
     sd : Mapping[str, Prior]
         Overrides of the effect standard-deviation priors (default: the law's).
-    centered : bool
-        Sample the offsets themselves (``offset ~ Normal(0, sd)``) instead of ``z``. Better
-        when every level is well informed by its data (quantizers, evaluation sets); the
-        non-centred default is better for weakly informed levels (families).
+    parametrization : {"auto", "centered", "non_centered"}
+        How the sampler sees the offsets. ``"auto"`` (default) samples each level centred
+        (``offset ~ Normal(0, sd)``) when its own rows identify it and non-centred
+        (``offset = sd * z``) otherwise; the model's density is the same in all three.
     """
 
     group: str
     params: tuple[str, ...]
     sd: Mapping[str, Prior] = field(default_factory=dict)
-    centered: bool = False
+    parametrization: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ class ModelSpec:
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group} varies no parameter")
             for p in (*eff.params, *eff.sd):
                 law.parameter(p)
+            if eff.parametrization not in PARAMETRIZATIONS:
+                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization must be one "
+                                f"of {list(PARAMETRIZATIONS)}, got {eff.parametrization!r}")
             if not set(eff.sd) <= set(eff.params):
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group}.sd names parameters "
                                 f"that do not vary: {sorted(set(eff.sd) - set(eff.params))}")
@@ -170,7 +174,7 @@ class ModelSpec:
                 "sigma": self.likelihood.sigma.to_dict(),
             },
             "effects": {
-                e.group: {"params": list(e.params), "centered": e.centered,
+                e.group: {"params": list(e.params), "parametrization": e.parametrization,
                           "sd": {k: v.to_dict() for k, v in e.sd.items()}}
                 for e in self.effects
             },
@@ -209,7 +213,7 @@ class ModelSpec:
             raise SpecError(f"{where}: 'effects' must be a table of groups")
         for group, body in eff_raw.items():
             loc = f"{where}: effects.{group}"
-            _check_keys(body, {"params", "sd", "centered"}, loc)
+            _check_keys(body, {"params", "sd", "parametrization"}, loc)
             params = body.get("params")
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 raise SpecError(f"{loc}: 'params' must be a list of parameter names")
@@ -217,8 +221,8 @@ class ModelSpec:
             if not isinstance(sd_raw, Mapping):
                 raise SpecError(f"{loc}: 'sd' must be a table of priors")
             sd = {k: Prior.from_dict(v, where=f"{loc}.sd.{k}") for k, v in sd_raw.items()}
-            centered = _typed(body, "centered", bool, loc, False)
-            effects.append(Effect(group=group, params=tuple(params), sd=sd, centered=centered))
+            param_kind = _typed(body, "parametrization", str, loc, "auto")
+            effects.append(Effect(group=group, params=tuple(params), sd=sd, parametrization=param_kind))
         pri_raw = raw.get("priors", {})
         if not isinstance(pri_raw, Mapping):
             raise SpecError(f"{where}: 'priors' must be a table of priors")

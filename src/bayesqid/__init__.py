@@ -1,0 +1,36 @@
+"""bayesqid: hierarchical Bayesian scaling laws of quantization-induced degradation (QiD).
+
+The public API, re-exported without side effects::
+
+    import bayesqid as bq
+    run = bq.fit(bq.load_spec("ouyang"), bq.load_dataset(None), bq.SamplerConfig.preset("ci"))
+    bq.predict(run, bq.default_grid())
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from bayesqid.constants import CI_PROB, DEFAULT_SEED
+from bayesqid.data import Dataset, load_dataset, load_grid, load_reference, load_table, validate
+from bayesqid.diagnostics import Diagnostics, check_convergence
+from bayesqid.errors import BayesqidError, ConvergenceWarning, DataError, RunError, SpecError
+from bayesqid.fit import SAMPLERS, SamplerConfig, fit
+from bayesqid.laws import LAWS, Law, get_law
+from bayesqid.predict import default_grid, predict
+from bayesqid.priors import Prior
+from bayesqid.run import Run, load_run, save_run
+from bayesqid.spec import Effect, Likelihood, ModelSpec, available_specs, load_spec
+
+try:
+    __version__ = metadata.version("bayesqid")
+except metadata.PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "CI_PROB", "DEFAULT_SEED", "LAWS", "SAMPLERS", "BayesqidError", "ConvergenceWarning", "DataError",
+    "Dataset", "Diagnostics", "Effect", "Law", "Likelihood", "ModelSpec", "Prior", "Run", "RunError",
+    "SamplerConfig", "SpecError", "available_specs", "check_convergence", "default_grid", "fit", "get_law",
+    "load_dataset", "load_grid", "load_reference", "load_run", "load_spec", "load_table", "predict",
+    "save_run", "validate", "__version__",
+]

@@ -1,0 +1,201 @@
+"""Sampling: sampler settings, the sampler registry, and ``fit(spec, dataset) -> Run``.
+
+A fit is reproducible from its seed: the seed is passed to the sampler and recorded, with the
+spec, the data hash and the package versions, in the run it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from bayesqid.constants import DEFAULT_SEED, GROUPS, OBS
+from bayesqid.data import Dataset
+from bayesqid.design import build_design
+from bayesqid.diagnostics import check_convergence
+from bayesqid.errors import BayesqidError, ConvergenceWarning
+from bayesqid.model import build_model
+from bayesqid.posterior import log_likelihood
+from bayesqid.run import Run
+from bayesqid.spec import ModelSpec
+
+#: Packages whose versions are recorded in every run.
+PROVENANCE_PACKAGES = ("bayesqid", "pymc", "pytensor", "arviz", "nutpie", "numpyro", "jax", "numpy",
+                       "pandas", "xarray")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to run NUTS.
+
+    Parameters
+    ----------
+    sampler : {"nutpie", "pymc", "numpyro"}
+        NUTS implementation (see :data:`SAMPLERS`).
+    draws, tune, chains : int
+        Kept draws, warm-up iterations and chains.
+    seed : int
+        Root seed; the same seed gives the same draws on the same machine.
+    target_accept : float
+        Step-size adaptation target.
+    cores : int
+        Chains run in parallel (PyMC sampler).
+    progress : bool
+        Show the sampler's progress bar.
+    """
+
+    sampler: str = "nutpie"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = DEFAULT_SEED
+    target_accept: float = 0.9
+    cores: int = 2
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise BayesqidError(f"unknown sampler {self.sampler!r}; known: {sorted(SAMPLERS)}")
+        for name in ("draws", "tune", "chains", "cores"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "tune" else 1):
+                raise BayesqidError(f"sampler setting {name} must be a positive integer, got {value!r}")
+        if self.chains < 2 and self.draws > 0:
+            warnings.warn("R-hat needs at least 2 chains; the gate cannot check mixing", stacklevel=2)
+        if not 0 < self.target_accept < 1:
+            raise BayesqidError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> SamplerConfig:
+        """Named settings: ``"default"`` (4 x 1000) or ``"ci"`` (small, for tests and notebooks)."""
+        presets = {
+            "default": cls(),
+            "ci": cls(draws=300, tune=400, chains=2),
+        }
+        if name not in presets:
+            raise BayesqidError(f"unknown sampler preset {name!r}; known: {sorted(presets)}")
+        return replace(presets[name], **overrides)
+
+
+def _sample_pymc_backend(backend: str) -> Callable[[pm.Model, SamplerConfig], az.InferenceData]:
+    def run(model: pm.Model, cfg: SamplerConfig) -> az.InferenceData:
+        kwargs: dict[str, Any] = {}
+        if backend == "nutpie":
+            # nutpie runs its chains on threads; "cores" caps them.
+            kwargs["nuts_sampler_kwargs"] = {"cores": cfg.cores}
+        with model:
+            return pm.sample(draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, cores=cfg.cores,
+                             random_seed=cfg.seed, target_accept=cfg.target_accept,
+                             nuts_sampler=backend, progressbar=cfg.progress,
+                             compute_convergence_checks=False, **kwargs)
+    return run
+
+
+#: Sampler registry: name -> function(model, config) -> InferenceData.
+SAMPLERS: dict[str, Callable[[pm.Model, SamplerConfig], az.InferenceData]] = {
+    "nutpie": _sample_pymc_backend("nutpie"),
+    "pymc": _sample_pymc_backend("pymc"),
+    "numpyro": _sample_pymc_backend("numpyro"),
+}
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a run depends on."""
+    out = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["python"] = sys.version.split()[0]
+    return out
+
+
+def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, *,
+        log: Callable[[str], None] | None = None) -> Run:
+    """Fit ``spec`` to ``dataset`` with NUTS and return a :class:`~bayesqid.run.Run`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model.
+    dataset : Dataset
+        Validated data (see :func:`bayesqid.data.load_dataset`).
+    config : SamplerConfig, optional
+        Sampler settings; default :meth:`SamplerConfig.preset` ``("default")``.
+    log : callable, optional
+        Receives progress lines (the CLI prints them to stderr).
+
+    Returns
+    -------
+    Run
+        Posterior, pointwise log-likelihood, observed and constant data, the convergence
+        gate and provenance. A failed gate also emits :class:`ConvergenceWarning`.
+    """
+    cfg = config or SamplerConfig.preset("default")
+    say = log or (lambda _msg: None)
+    frame = dataset.frame
+    design = build_design(frame)
+    qid = frame["qid"].to_numpy(float)
+    say(f"building model {spec.name!r} ({spec.law}) on {len(frame)} rows, "
+        + ", ".join(f"{len(design.levels[g])} {g} levels" for g in GROUPS))
+    model = build_model(spec, design, qid)
+    say(f"sampling with {cfg.sampler}: {cfg.chains} chains x ({cfg.tune} tune + {cfg.draws} draws), "
+        f"seed {cfg.seed} (compiling first)")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # The sampler's own convergence chatter is replaced by bayesqid's gate below.
+        warnings.filterwarnings("ignore", message=".*(divergen|rhat|R-hat|effective sample).*")
+        raw = SAMPLERS[cfg.sampler](model, cfg)
+    seconds = time.perf_counter() - start
+    idata = az.InferenceData(
+        posterior=raw.posterior,
+        sample_stats=raw.sample_stats,
+        log_likelihood=xr.Dataset(),
+        observed_data=xr.Dataset({"qid": ((OBS,), qid)}),
+        constant_data=_constant_data(frame),
+    )
+    idata.log_likelihood = log_likelihood(idata, spec, design, qid).rename({"obs": OBS})
+    diagnostics = check_convergence(idata)
+    idata.attrs.update({
+        "bayesqid_spec": spec.to_json(),
+        "data_sha256": dataset.sha256,
+        "data_path": dataset.path,
+        "seed": cfg.seed,
+        "sampler": json.dumps(asdict(cfg)),
+        "versions": json.dumps(package_versions()),
+        "diagnostics": diagnostics.to_json(),
+        "sampling_seconds": seconds,
+        "command": " ".join(sys.argv) if sys.argv else "",
+        "levels": json.dumps({g: list(design.levels[g]) for g in GROUPS}),
+        "created_by": "bayesqid",
+    })
+    say(f"sampled in {seconds:.1f} s")
+    if not diagnostics.passed:
+        warnings.warn("convergence gate failed: " + "; ".join(diagnostics.problems),
+                      ConvergenceWarning, stacklevel=2)
+    return Run(spec=spec, idata=idata, diagnostics=diagnostics)
+
+
+def _constant_data(frame: Any) -> xr.Dataset:
+    """The fitted rows (canonical columns, as arrays over ``obs``) kept with the run."""
+    cols = {}
+    for col in ("family", "model", "method", "eval_set", "source"):
+        cols[col] = ((OBS,), frame[col].astype(str).to_numpy().astype("U"))
+    for col in ("params", "tokens", "qid"):
+        cols[col] = ((OBS,), frame[col].to_numpy(float))
+    cols["bits"] = ((OBS,), frame["bits"].to_numpy(np.int64))
+    # NetCDF has no integer NA: per-channel group size is stored as 0.
+    cols["group_size"] = ((OBS,), frame["group_size"].fillna(0).to_numpy(np.int64))
+    return xr.Dataset(cols)

@@ -1,0 +1,86 @@
+"""Law coefficients on posterior draws, for observed rows or any grid.
+
+Everything here is numpy on flattened draws (``sample`` = chain x draw): the law's own
+``log_mu`` is evaluated on per-row coefficient arrays, so predictions and pointwise
+log-likelihoods use exactly the formula the model was fitted with.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from bayesqid.design import NEW_LEVEL, Design
+from bayesqid.likelihood import NUMPY, observe, pointwise_logp
+from bayesqid.model import compose, sd_name, z_name
+from bayesqid.spec import ModelSpec
+
+
+def flat(idata: az.InferenceData, name: str) -> np.ndarray:
+    """Posterior draws of ``name`` with chain and draw merged into a leading sample axis."""
+    da = idata.posterior[name]
+    return da.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+
+
+def n_samples(idata: az.InferenceData) -> int:
+    """Number of posterior draws over all chains."""
+    return int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
+
+
+def _new_level_z(label: str, group: str, param: str, seed: int, size: int) -> np.ndarray:
+    """Standard-normal effects of an unseen level: one per draw, stable per label and seed.
+
+    Seeding by the label's checksum makes the draws of a new level identical across calls,
+    grid orders and chunks, so every row of one new family shares one family effect per draw.
+    """
+    key = zlib.crc32(f"{group}\x1f{param}\x1f{label}".encode())
+    return np.random.default_rng([seed, key]).standard_normal(size)
+
+
+def row_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> np.ndarray:
+    """Log-mean of QiD for every (draw, row): array of shape (samples, rows).
+
+    Unknown levels (code :data:`~bayesqid.design.NEW_LEVEL`) get effects drawn from the
+    population, ``sd * Normal(0, 1)`` per draw.
+    """
+    s = n_samples(idata)
+    values = {p: flat(idata, p)[:, None] for p in spec.law_obj.param_names}
+    offsets = {}
+    for eff in spec.effects:
+        codes = design.codes[eff.group]
+        labels = design.labels[eff.group]
+        new_labels = sorted({str(lab) for lab, c in zip(labels, codes, strict=True) if c == NEW_LEVEL})
+        for p in eff.params:
+            sd = flat(idata, sd_name(eff.group, p))
+            z = flat(idata, z_name(eff.group, p))
+            known = np.where(codes == NEW_LEVEL, 0, codes)
+            off = sd[:, None] * z[:, known]
+            for lab in new_labels:
+                rows = (codes == NEW_LEVEL) & (labels == lab)
+                z_new = _new_level_z(lab, eff.group, p, seed, s)
+                off[:, rows] = (sd * z_new)[:, None]
+            offsets[(eff.group, p)] = off
+    theta = compose(spec, values, offsets)
+    return np.asarray(spec.law_obj.log_mu(design.x, theta), dtype=float) * np.ones((s, design.n_rows))
+
+
+def log_likelihood(idata: az.InferenceData, spec: ModelSpec, design: Design, qid: np.ndarray) -> xr.Dataset:
+    """Pointwise log-likelihood (chain, draw, obs) of the observed rows, for LOO and WAIC."""
+    log_mu = row_log_mu(idata, spec, design, seed=0)
+    sigma = flat(idata, "sigma")[:, None]
+    y, censored = observe(qid, spec.likelihood)
+    ll = pointwise_logp(y[None, :], censored[None, :], log_mu, sigma, spec.likelihood, NUMPY)
+    chains, draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    arr = ll.reshape(chains, draws, -1)
+    return xr.Dataset({"log_qid": (("chain", "draw", "obs"), arr)},
+                      coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw})
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Row slices of at most ``size`` rows, to bound memory on large grids."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
