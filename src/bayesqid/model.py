@@ -135,7 +135,7 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
             for p, sd in zip(params, sds, strict=True):
                 centred = {"centered": np.ones(len(design.levels[eff.group]), bool),
                            "non_centered": np.zeros(len(design.levels[eff.group]), bool),
-                           "auto": None}[eff.parametrization]
+                           "auto": None}[eff.parametrization_of(p)]
                 if centred is None:
                     centred = informed_levels(spec, design, eff.group, p)
                 zs.append(_level_effects(z_name(eff.group, p), sd, centred, eff.group))

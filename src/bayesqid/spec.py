@@ -46,16 +46,23 @@ class Effect:
         Law coefficients that vary by this group.
     sd : Mapping[str, Prior]
         Overrides of the effect standard-deviation priors (default: the law's).
-    parametrization : {"auto", "centered", "non_centered"}
-        How the sampler sees the offsets. ``"auto"`` (default) samples each level centred
-        (``offset ~ Normal(0, sd)``) when its own rows identify it and non-centred
-        (``offset = sd * z``) otherwise; the model's density is the same in all three.
+    parametrization : str or Mapping[str, str]
+        How the sampler sees the offsets, for all coefficients or per coefficient:
+        ``"auto"`` (default) samples each level centred (``offset ~ Normal(0, sd)``) when its
+        own rows identify it and non-centred (``offset = sd * z``) otherwise; ``"centered"``
+        and ``"non_centered"`` force one form. The model's density is the same in all three.
     """
 
     group: str
     params: tuple[str, ...]
     sd: Mapping[str, Prior] = field(default_factory=dict)
-    parametrization: str = "auto"
+    parametrization: str | Mapping[str, str] = "auto"
+
+    def parametrization_of(self, param: str) -> str:
+        """Parametrization used for the offsets of ``param``."""
+        if isinstance(self.parametrization, str):
+            return self.parametrization
+        return self.parametrization.get(param, "auto")
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,15 @@ class ModelSpec:
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group} varies no parameter")
             for p in (*eff.params, *eff.sd):
                 law.parameter(p)
-            if eff.parametrization not in PARAMETRIZATIONS:
+            kinds = ([eff.parametrization] if isinstance(eff.parametrization, str)
+                     else list(eff.parametrization.values()))
+            if isinstance(eff.parametrization, Mapping):
+                for p in eff.parametrization:
+                    law.parameter(p)
+            bad = [k for k in kinds if k not in PARAMETRIZATIONS]
+            if bad:
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization must be one "
-                                f"of {list(PARAMETRIZATIONS)}, got {eff.parametrization!r}")
+                                f"of {list(PARAMETRIZATIONS)}, got {bad[0]!r}")
             if not set(eff.sd) <= set(eff.params):
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group}.sd names parameters "
                                 f"that do not vary: {sorted(set(eff.sd) - set(eff.params))}")
@@ -174,7 +187,8 @@ class ModelSpec:
                 "sigma": self.likelihood.sigma.to_dict(),
             },
             "effects": {
-                e.group: {"params": list(e.params), "parametrization": e.parametrization,
+                e.group: {"params": list(e.params), "parametrization": (e.parametrization if isinstance(e.parametrization, str)
+                                              else dict(e.parametrization)),
                           "sd": {k: v.to_dict() for k, v in e.sd.items()}}
                 for e in self.effects
             },
@@ -221,7 +235,7 @@ class ModelSpec:
             if not isinstance(sd_raw, Mapping):
                 raise SpecError(f"{loc}: 'sd' must be a table of priors")
             sd = {k: Prior.from_dict(v, where=f"{loc}.sd.{k}") for k, v in sd_raw.items()}
-            param_kind = _typed(body, "parametrization", str, loc, "auto")
+            param_kind = _typed(body, "parametrization", (str, Mapping), loc, "auto")
             effects.append(Effect(group=group, params=tuple(params), sd=sd, parametrization=param_kind))
         pri_raw = raw.get("priors", {})
         if not isinstance(pri_raw, Mapping):

@@ -1,0 +1,29 @@
+# Two entry points, both usable from a fresh clone: `make run` and `make test`.
+# Each creates .venv (Python >= 3.11) and installs the package into it on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bayesqid-installed
+
+.PHONY: run test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bayesqid needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## Fit the default model on the bundled reference data and print the 100T-token table.
+run: $(STAMP)
+	$(BIN)/bayesqid fit
+
+## The test suite (fast tiers; slow recovery tests too when BAYESQID_RUN_SLOW=1).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_fit.py
+
+clean:
+	rm -rf $(VENV) runs
