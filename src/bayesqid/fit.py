@@ -162,11 +162,10 @@ def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, 
     idata = az.InferenceData(
         posterior=raw.posterior,
         sample_stats=raw.sample_stats,
-        log_likelihood=xr.Dataset(),
         observed_data=xr.Dataset({"qid": ((OBS,), qid)}),
         constant_data=_constant_data(frame),
     )
-    idata.log_likelihood = log_likelihood(idata, spec, design, qid).rename({"obs": OBS})
+    idata.add_groups(log_likelihood=log_likelihood(idata, spec, design, qid).rename({"obs": OBS}))
     diagnostics = check_convergence(idata)
     idata.attrs.update({
         "bayesqid_spec": spec.to_json(),

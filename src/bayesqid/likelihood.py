@@ -33,12 +33,11 @@ class Ops:
     log: Any
     log1p: Any
     sqrt: Any
-    abs: Any
     log_ndtr: Any
 
 
-NUMPY = Ops(np.where, np.log, np.log1p, np.sqrt, np.abs, log_ndtr)
-TENSOR = Ops(pt.switch, pt.log, pt.log1p, pt.sqrt, pt.abs, lambda t: normal_lcdf(0.0, 1.0, t))
+NUMPY = Ops(np.where, np.log, np.log1p, np.sqrt, log_ndtr)
+TENSOR = Ops(pt.switch, pt.log, pt.log1p, pt.sqrt, lambda t: normal_lcdf(0.0, 1.0, t))
 
 
 def _student_t_const(nu: int) -> float:
@@ -47,7 +46,8 @@ def _student_t_const(nu: int) -> float:
 
 def _lower_tail(t: Any, nu: int, ops: Ops) -> Any:
     """P(T < -|t|) for Student-t with nu in {2, 4}, free of cancellation."""
-    a = ops.abs(t)
+    # where() rather than abs(): abs has a zero (sub)gradient at t = 0.
+    a = ops.where(t < 0, -t, t)
     r = ops.sqrt(nu + t * t)
     if nu == 2:
         return 1.0 / (r * (r + a))

@@ -22,6 +22,10 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     os.close(fd)
     try:
         writer(tmp)
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -25,7 +25,7 @@ from bayesqid.data import GRID_COLUMNS
 from bayesqid.design import NEW_LEVEL, build_design
 from bayesqid.errors import BayesqidError
 from bayesqid.likelihood import draw_residuals
-from bayesqid.posterior import chunks, flat, row_log_mu
+from bayesqid.posterior import chunks, flat, n_samples, row_log_mu
 from bayesqid.run import Run
 
 #: Columns added by :func:`predict`, in order.
@@ -79,8 +79,10 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB, seed: int | 
         raise BayesqidError(f"interval must be between 0 and 1, got {prob!r}")
     seed = run.seed if seed is None else int(seed)
     q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
-    sigma = flat(run.idata, "sigma")
-    rng = np.random.default_rng([seed, 1])
+    # One standardised residual per posterior draw, shared by all rows: each row's predictive
+    # band is then independent of its position in the grid and of chunking.
+    noise = flat(run.idata, "sigma") * draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]),
+                                                      (n_samples(run.idata),))
     grid = grid.reset_index(drop=True)
     bands = np.empty((len(grid), 6))
     new_levels = np.empty(len(grid), dtype=object)
@@ -88,9 +90,8 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB, seed: int | 
         part = grid.iloc[rows]
         design = build_design(part, run.levels)
         log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
-        noise = sigma[:, None] * draw_residuals(run.spec.likelihood, rng, log_mu.shape)
         bands[rows, 0:3] = np.exp(np.quantile(log_mu, q, axis=0)).T
-        bands[rows, 3:6] = np.exp(np.quantile(log_mu + noise, q, axis=0)).T
+        bands[rows, 3:6] = np.exp(np.quantile(log_mu + noise[:, None], q, axis=0)).T
         varied = {e.group for e in run.spec.effects}
         new_levels[rows] = [
             ";".join(f"{g}={design.labels[g][i]}" for g in GROUPS

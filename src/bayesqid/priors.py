@@ -97,7 +97,8 @@ class Prior:
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` values from the prior."""
-        return np.asarray(self.family.draw(self.args, rng, size), dtype=float)
+        # pm.draw drops the axis when draws == 1.
+        return np.asarray(self.family.draw(self.args, rng, size), dtype=float).reshape(size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, as written in TOML: ``{"dist": "normal", "mu": 0, "sigma": 1}``."""

@@ -101,4 +101,11 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         spec = ModelSpec.from_json(str(idata.attrs["bayesqid_spec"]))
     except SpecError as err:
         raise RunError(f"{p}: cannot use the stored spec: {err}") from None
-    return Run(spec=spec, idata=idata, diagnostics=Diagnostics.from_json(str(idata.attrs["diagnostics"])))
+    except (ValueError, TypeError, KeyError) as err:
+        raise RunError(f"{p}: corrupt stored spec ({err.__class__.__name__})") from None
+    try:
+        diagnostics = Diagnostics.from_json(str(idata.attrs["diagnostics"]))
+        json.loads(str(idata.attrs["levels"]))
+    except (ValueError, TypeError, KeyError) as err:
+        raise RunError(f"{p}: corrupt run attributes ({err.__class__.__name__})") from None
+    return Run(spec=spec, idata=idata, diagnostics=diagnostics)

@@ -119,6 +119,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         law = get_law(self.law)
+        # Canonical group order, so a spec equals itself after a JSON round trip.
+        order = {g: i for i, g in enumerate(GROUPS)}
+        object.__setattr__(self, "effects", tuple(sorted(self.effects, key=lambda e: order.get(e.group, len(order)))))
         for key in self.priors:
             law.parameter(key)
         seen = set()
@@ -137,6 +140,10 @@ class ModelSpec:
             if isinstance(eff.parametrization, Mapping):
                 for p in eff.parametrization:
                     law.parameter(p)
+                if not set(eff.parametrization) <= set(eff.params):
+                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization names "
+                                    f"parameters that do not vary: "
+                                    f"{sorted(set(eff.parametrization) - set(eff.params))}")
             bad = [k for k in kinds if k not in PARAMETRIZATIONS]
             if bad:
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization must be one "
