@@ -41,11 +41,13 @@ def _new_level_z(label: str, group: str, param: str, seed: int, size: int) -> np
     return np.random.default_rng([seed, key]).standard_normal(size)
 
 
-def row_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> np.ndarray:
-    """Log-mean of QiD for every (draw, row): array of shape (samples, rows).
+def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> dict[str, np.ndarray]:
+    """Law coefficients of every (draw, row): population value plus the row's group offsets.
 
     Unknown levels (code :data:`~bayesqid.design.NEW_LEVEL`) get effects drawn from the
-    population, ``sd * Normal(0, 1)`` per draw.
+    population, ``sd * Normal(0, 1)`` per draw. Arrays broadcast to (samples, rows); exposed
+    so that callers which must evaluate the law at per-draw covariates (root finding in
+    :mod:`bayesqid.inverse`) use exactly the draws :func:`row_log_mu` uses.
     """
     s = n_samples(idata)
     values = {p: flat(idata, p)[:, None] for p in spec.law_obj.param_names}
@@ -64,7 +66,17 @@ def row_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed
                 z_new = _new_level_z(lab, eff.group, p, seed, s)
                 off[:, rows] = (sd * z_new)[:, None]
             offsets[(eff.group, p)] = off
-    theta = compose(spec, values, offsets)
+    return compose(spec, values, offsets)
+
+
+def row_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> np.ndarray:
+    """Log-mean of QiD for every (draw, row): array of shape (samples, rows).
+
+    Unknown levels (code :data:`~bayesqid.design.NEW_LEVEL`) get effects drawn from the
+    population, ``sd * Normal(0, 1)`` per draw (see :func:`row_theta`).
+    """
+    theta = row_theta(idata, spec, design, seed=seed)
+    s = n_samples(idata)
     return np.asarray(spec.law_obj.log_mu(design.x, theta), dtype=float) * np.ones((s, design.n_rows))
 
 
