@@ -6,6 +6,7 @@ spec, the data hash and the package versions, in the run it returns.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -90,8 +91,16 @@ class SamplerConfig:
         return replace(presets[name], **overrides)
 
 
+#: Python packages each sampler needs beyond the core dependencies, with the extra to install.
+_SAMPLER_NEEDS = {"numpyro": (("numpyro", "jax"), "bayesqid[numpyro]")}
+
+
 def _sample_pymc_backend(backend: str) -> Callable[[pm.Model, SamplerConfig], az.InferenceData]:
     def run(model: pm.Model, cfg: SamplerConfig) -> az.InferenceData:
+        modules, extra = _SAMPLER_NEEDS.get(backend, ((), ""))
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise BayesqidError(f"sampler {backend!r} needs {', '.join(missing)}: pip install '{extra}'")
         kwargs: dict[str, Any] = {}
         if backend == "nutpie":
             # nutpie runs its chains on threads; "cores" caps them.
