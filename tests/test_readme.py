@@ -19,8 +19,9 @@ def _blocks(lang: str) -> list[str]:
 
 
 @pytest.mark.nuts
-def test_python_snippet_runs(tmp_path, monkeypatch):
-    (snippet,) = _blocks("python")
+def test_python_snippets_run(tmp_path, monkeypatch):
+    # The blocks run in order in one namespace: later ones continue from the fitted `run`.
+    snippet, inverse = _blocks("python")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(snippet, "README.md", "exec"), namespace)
@@ -28,6 +29,9 @@ def test_python_snippet_runs(tmp_path, monkeypatch):
     assert len(table) == 12
     assert (table["mean_lower"] <= table["mean_upper"]).all()
     assert (tmp_path / "runs" / "quick.nc").exists()
+    exec(compile(inverse, "README.md", "exec"), namespace)
+    assert len(namespace["budget"]) == 8
+    assert namespace["level"].grid["mass"].sum() == pytest.approx(1.0)
 
 
 def test_law_table_matches_registry():

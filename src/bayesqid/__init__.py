@@ -5,6 +5,7 @@ The public API, re-exported without side effects::
     import bayesqid as bq
     run = bq.fit(bq.load_spec("ouyang"), bq.load_dataset(None), bq.SamplerConfig.preset("ci"))
     bq.predict(run, bq.default_grid())
+    bq.token_budget(run, qid_targets=[0.3], params=[7e9], bits=[3, 4])
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from bayesqid.data import Dataset, load_dataset, load_grid, load_reference, load
 from bayesqid.diagnostics import Diagnostics, check_convergence
 from bayesqid.errors import BayesqidError, ConvergenceWarning, DataError, RunError, SpecError
 from bayesqid.fit import SAMPLERS, SamplerConfig, fit
+from bayesqid.inverse import token_budget
 from bayesqid.laws import LAWS, Law, get_law
 from bayesqid.predict import default_grid, predict
 from bayesqid.priors import Prior
 from bayesqid.run import Run, load_run, save_run
 from bayesqid.spec import Effect, Likelihood, ModelSpec, available_specs, load_spec
+from bayesqid.training import TrainingLevel, load_measurements, training_level
 
 try:
     __version__ = metadata.version("bayesqid")
@@ -30,7 +33,8 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 __all__ = [
     "CI_PROB", "DEFAULT_SEED", "LAWS", "SAMPLERS", "BayesqidError", "ConvergenceWarning", "DataError",
     "Dataset", "Diagnostics", "Effect", "Law", "Likelihood", "ModelSpec", "Prior", "Run", "RunError",
-    "SamplerConfig", "SpecError", "available_specs", "check_convergence", "default_grid", "fit", "get_law",
-    "load_dataset", "load_grid", "load_reference", "load_run", "load_spec", "load_table", "predict",
-    "save_run", "validate", "__version__",
+    "SamplerConfig", "SpecError", "TrainingLevel", "available_specs", "check_convergence", "default_grid",
+    "fit", "get_law", "load_dataset", "load_grid", "load_measurements", "load_reference", "load_run",
+    "load_spec", "load_table", "predict", "save_run", "token_budget", "training_level", "validate",
+    "__version__",
 ]

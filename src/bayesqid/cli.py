@@ -1,4 +1,4 @@
-"""Command line: ``bayesqid data | fit | predict``.
+"""Command line: ``bayesqid data | fit | predict | tokens | training-level``.
 
 Strings become typed objects here and nowhere else. Any :class:`BayesqidError` (bad data,
 spec or run file) is printed as one line on stderr with exit status 2; no traceback.
@@ -55,6 +55,12 @@ def _interval(text: str) -> float:
     return value
 
 
+def _group_size(text: str) -> int | None:
+    if text.strip().lower() in ("per-channel", "none", ""):
+        return None
+    return _positive_int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesqid`` command."""
     from bayesqid.fit import SAMPLERS
@@ -72,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_RUN), help=f"run file to write (default: {DEFAULT_RUN})")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="nutpie")
     p.add_argument("--draws", type=_positive_int, default=1000)
-    p.add_argument("--tune", type=_positive_int, default=1000)
+    p.add_argument("--tune", type=_positive_int, default=1500)
     p.add_argument("--chains", type=_positive_int, default=4)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--strict", action="store_true", help="exit 1 if the convergence gate fails")
@@ -82,6 +88,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="CSV with family, params, tokens, bits, method, group_size, eval_set")
     p.add_argument("--interval", type=_interval, default=CI_PROB, help=f"central interval (default {CI_PROB})")
     p.add_argument("--out", help="CSV to write the bands to")
+    p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+
+    p = sub.add_parser("tokens", help="training tokens at which QiD reaches a target (Table 1 with bands)")
+    p.add_argument("run", help="run file written by 'bayesqid fit'")
+    # Values stay text here: the API checks them and names the bad one in a one-line error.
+    p.add_argument("--qid", nargs="+", default=[0.2, 0.3, 0.4, 0.5], help="QiD targets in nats")
+    p.add_argument("--params", nargs="+", default=[1e9, 7e9, 70e9, 405e9],
+                   help="non-embedding parameter counts")
+    p.add_argument("--bits", nargs="+", default=[2, 3, 4], help="weight bit widths")
+    p.add_argument("--method", default="GPTQ", help="quantizer (default GPTQ)")
+    p.add_argument("--group-size", type=_group_size, default=128, help="integer or per-channel (default 128)")
+    p.add_argument("--eval-set", default="wikitext2", help="evaluation set (default wikitext2)")
+    p.add_argument("--family", help="a fitted family (default: a new family drawn from the population)")
+    p.add_argument("--token-range", type=float, nargs=2, default=[1e9, 1e16], metavar=("LOW", "HIGH"),
+                   help="searched training tokens (default 1e9 1e16)")
+    p.add_argument("--interval", type=_interval, default=CI_PROB,
+                   help=f"central interval (default {CI_PROB})")
+    p.add_argument("--out", help="CSV to write the table to")
+    p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+
+    p = sub.add_parser("training-level", help="posterior of a model's training tokens from its measured QiD")
+    p.add_argument("run", help="run file written by 'bayesqid fit'")
+    p.add_argument("--measurements", required=True,
+                   help="CSV with family, params, bits, method, group_size, eval_set, qid (one model)")
+    p.add_argument("--prior-min", type=float, default=1e9, help="log-uniform prior over D: lower end (1e9)")
+    p.add_argument("--prior-max", type=float, default=1e15, help="log-uniform prior over D: upper end (1e15)")
+    p.add_argument("--interval", type=_interval, default=CI_PROB,
+                   help=f"central interval (default {CI_PROB})")
+    p.add_argument("--out", help="CSV to write the summary to")
     p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
     return parser
 
@@ -134,6 +169,58 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_ERROR if args.strict and not run.diagnostics.passed else EXIT_OK
 
 
+def _warn_gate(run: object) -> None:
+    diagnostics = run.diagnostics  # type: ignore[attr-defined]
+    if not diagnostics.passed:
+        _log("warning: this run FAILED its convergence gate: " + "; ".join(diagnostics.problems))
+
+
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    from bayesqid.inverse import format_budget_table, token_budget
+    from bayesqid.outputs import write_csv
+    from bayesqid.run import load_run
+
+    run = load_run(args.run)
+    table = token_budget(run, qid_targets=args.qid, params=args.params, bits=args.bits, method=args.method,
+                         group_size=args.group_size, eval_set=args.eval_set, family=args.family,
+                         prob=args.interval, token_range=tuple(args.token_range))
+    _warn_gate(run)  # after the input checks: a typo gets one line of error, nothing else
+    if args.out:
+        write_csv(table, args.out)
+        _log(f"wrote {len(table)} rows to {args.out}")
+    low, high = args.token_range
+    who = f"family {args.family}" if args.family else "a new family drawn from the population"
+    print(f"training tokens (trillions) at which the law-mean QiD reaches each target, median "
+          f"[{args.interval:.0%} interval]; {who}; searched {low:.3g} to {high:.3g} tokens")
+    print(format_budget_table(table, (low, high)))
+    print("never: share of draws not reaching the target in the range (counted as more tokens); below: "
+          "share already at the target at its lower end (counted as fewer)")
+    drawn = sorted({pair for cell in table["new_levels"] for pair in str(cell).split(";") if pair})
+    if drawn:
+        print("drawn from the population: " + "; ".join(drawn))
+    return EXIT_ERROR if args.strict and not run.diagnostics.passed else EXIT_OK
+
+
+def _cmd_training_level(args: argparse.Namespace) -> int:
+    from bayesqid.outputs import write_csv
+    from bayesqid.run import load_run
+    from bayesqid.training import MIN_ESS, format_training_level, load_measurements, training_level
+
+    run = load_run(args.run)
+    measurements = load_measurements(args.measurements)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the effective-draw count is printed below
+        level = training_level(run, measurements, prior=(args.prior_min, args.prior_max), prob=args.interval)
+    _warn_gate(run)
+    if args.out:
+        write_csv(level.summary, args.out)
+        _log(f"wrote the summary to {args.out}")
+    print(format_training_level(level))
+    if level.ess < MIN_ESS:
+        print(f"note: fewer than {MIN_ESS} effective draws carry this posterior; its bands are noisy")
+    return EXIT_ERROR if args.strict and not run.diagnostics.passed else EXIT_OK
+
+
 def _print_table(run: object, table: object, prob: float = CI_PROB) -> None:
     from bayesqid.predict import format_table
 
@@ -145,7 +232,8 @@ def _print_table(run: object, table: object, prob: float = CI_PROB) -> None:
               "power law is extrapolating past where it can hold.")
 
 
-COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict}
+COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict, "tokens": _cmd_tokens,
+            "training-level": _cmd_training_level}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

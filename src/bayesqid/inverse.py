@@ -77,9 +77,9 @@ def _positive(values: Iterable[Any], what: str) -> list[float]:
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise DataError(f"{what} must be a number, got {v!r}") from None
+            raise DataError(f"{what} must be a number, got {v!s}") from None
         if not (np.isfinite(x) and x > 0):
-            raise DataError(f"{what} must be a finite number > 0, got {v!r}")
+            raise DataError(f"{what} must be a finite number > 0, got {v!s}")
         out.append(x)
     if not out:
         raise DataError(f"no {what} given")
@@ -93,9 +93,9 @@ def _bit_widths(values: Iterable[Any]) -> list[int]:
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise DataError(f"bits must be an integer, got {v!r}") from None
+            raise DataError(f"bits must be an integer, got {v!s}") from None
         if not (x.is_integer() and low <= x <= high):
-            raise DataError(f"bits must be an integer within {low}..{high}, got {v!r}")
+            raise DataError(f"bits must be an integer within {low}..{high}, got {v!s}")
         out.append(int(x))
     if not out:
         raise DataError("no bits given")
@@ -119,7 +119,8 @@ def _is_affine(log_mu: Callable[[Any], np.ndarray], lo: float, hi: float) -> boo
     vals = [np.asarray(log_mu(p), dtype=float) for p in points]
     chord = [vals[0] + (vals[-1] - vals[0]) * (p - lo) / (hi - lo) for p in points]
     scale = 1.0 + max(float(np.nanmax(np.abs(v))) for v in vals)
-    return all(np.allclose(v, c, rtol=0.0, atol=AFFINE_RTOL * scale) for v, c in zip(vals, chord, strict=True))
+    return all(np.allclose(v, c, rtol=0.0, atol=AFFINE_RTOL * scale)
+               for v, c in zip(vals, chord, strict=True))
 
 
 def first_crossing(log_mu: Callable[[Any], np.ndarray], log_target: float, lo: float, hi: float,
@@ -190,7 +191,8 @@ def quantiles_with_bounds(log_d: np.ndarray, q: Sequence[float], lo: float, hi: 
 def token_budget(run: Run, *, qid_targets: Iterable[float], params: Iterable[float], bits: Iterable[int],
                  method: str = "GPTQ", group_size: int | None = 128, eval_set: str = "wikitext2",
                  family: str | None = None, prob: float = CI_PROB,
-                 token_range: tuple[float, float] = DEFAULT_TOKEN_RANGE, seed: int | None = None) -> pd.DataFrame:
+                 token_range: tuple[float, float] = DEFAULT_TOKEN_RANGE,
+                 seed: int | None = None) -> pd.DataFrame:
     """Training tokens at which the law-mean QiD reaches each target: posterior bands.
 
     For every posterior draw the row's law coefficients (population value plus family,
@@ -242,6 +244,9 @@ def token_budget(run: Run, *, qid_targets: Iterable[float], params: Iterable[flo
     widths = _bit_widths(bits)
     prob = check_prob(prob)
     d_lo, d_hi = check_range(token_range, "token range")
+    for name, value in (("method", method), ("eval_set", eval_set), ("family", family)):
+        if value is not None and not str(value).strip():
+            raise DataError(f"{name} must not be empty")
     seed = run.seed if seed is None else int(seed)
     cells = default_grid(tokens=TOKENS_SCALE, params=tuple(sizes), bits=tuple(widths),
                          family=NEW_FAMILY if family is None else str(family), method=method,

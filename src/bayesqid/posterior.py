@@ -41,7 +41,8 @@ def _new_level_z(label: str, group: str, param: str, seed: int, size: int) -> np
     return np.random.default_rng([seed, key]).standard_normal(size)
 
 
-def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> dict[str, np.ndarray]:
+def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
+              seed: int) -> dict[str, np.ndarray]:
     """Law coefficients of every (draw, row): population value plus the row's group offsets.
 
     Unknown levels (code :data:`~bayesqid.design.NEW_LEVEL`) get effects drawn from the

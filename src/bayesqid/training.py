@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from bayesqid.constants import CI_PROB, TOKENS_SCALE
+from bayesqid.constants import CI_PROB, EVAL_SET, QUANTIZER, TOKENS_SCALE
 from bayesqid.data import _QID_SOURCES, _read_table, validate
-from bayesqid.design import build_design
+from bayesqid.design import NEW_LEVEL, Design, build_design
 from bayesqid.errors import DataError
 from bayesqid.inverse import check_prob, check_range, new_levels
 from bayesqid.likelihood import NUMPY, observe, pointwise_logp
-from bayesqid.posterior import flat, row_theta
+from bayesqid.posterior import flat, n_samples, row_theta
 from bayesqid.predict import NEW_FAMILY
 from bayesqid.run import Run
 
@@ -38,8 +38,9 @@ MEASUREMENT_COLUMNS = ("family", "params", "bits", "method", "group_size", "eval
 #: Default prior over D: log-uniform from 1B to 1 quadrillion tokens.
 DEFAULT_PRIOR: tuple[float, float] = (1e9, 1e15)
 
-#: Grid points over log D; 301 over the default six decades is 0.02 decades apart, far finer
-#: than any posterior the population allows (a family's intercept alone spans a decade).
+#: Grid points over log D: 301 over the default six decades is 0.02 decades apart. A new
+#: family's intercept alone spreads the posterior over about a decade, so this is ample; raise it
+#: for posteriors narrower than ~0.1 decade (a run with tiny family scales and residuals).
 DEFAULT_GRID_SIZE = 301
 
 #: Family-effect draws per posterior draw: reduces the Monte Carlo noise of the average.
@@ -115,7 +116,7 @@ def validate_measurements(frame: pd.DataFrame, *, path: str = "<measurements>") 
         if other.size:
             r = int(other[0])
             raise DataError(f"{path}: row {r + 1}, column '{col}': all measurements must be of one model "
-                            f"(got {values[r]!r}, but row 1 has {values[0]!r})")
+                            f"(got {values[r]}, but row 1 has {values[0]})")
     return canon
 
 
@@ -125,10 +126,24 @@ def load_measurements(path: str | os.PathLike[str]) -> pd.DataFrame:
     return validate_measurements(frame, path=shown)
 
 
-def _effect_seeds(seed: int, k: int) -> list[int]:
-    # The first effect draw uses the seed itself, i.e. predict's "new family" draws.
-    rest = np.random.SeedSequence([seed, 0x7EA1]).generate_state(max(k - 1, 0), dtype=np.uint32)
-    return [seed, *map(int, rest)]
+def _effect_copies(rows: pd.DataFrame, design: Design, k: int) -> pd.DataFrame:
+    """``k`` copies of the measurement rows (copy-major) whose unseen levels carry distinct labels.
+
+    New-level effects are keyed by label and seed (:func:`bayesqid.posterior.row_theta`), so
+    tagging the labels of copy ``j > 0`` gives it independent family (and unseen quantizer or
+    evaluation-set) effects per posterior draw from ONE call, while all measurements within a
+    copy still share them. Copy 0 keeps the plain labels, i.e. ``predict``'s new-family draws.
+    """
+    new_quant = design.codes[QUANTIZER] == NEW_LEVEL
+    new_eval = design.codes[EVAL_SET] == NEW_LEVEL
+    copies = []
+    for j in range(k):
+        tag = f"\x1fdraw {j}" if j else ""  # a control character: never part of a fitted label
+        copies.append(rows.assign(
+            family=rows["family"] + tag,
+            method=np.where(new_quant, rows["method"] + tag, rows["method"]),
+            eval_set=np.where(new_eval, rows["eval_set"] + tag, rows["eval_set"])))
+    return pd.concat(copies, ignore_index=True)
 
 
 def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[float] = DEFAULT_PRIOR,
@@ -154,7 +169,8 @@ def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[floa
     prob : float
         Mass of the central interval.
     seed : int, optional
-        Seed of the effect draws (default: the run's seed).
+        Seed of the new-level effect draws (default: the run's seed; the first of the
+        ``effect_draws`` copies then uses exactly ``predict``'s new-family effects).
 
     Returns
     -------
@@ -173,28 +189,29 @@ def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[floa
     label = NEW_FAMILY
     while label in run.levels["family"]:  # never borrow a fitted family's effects
         label += "*"
-    # The measurements' coefficients do not depend on D: draw them once per effect seed on the
-    # measurement rows, then evaluate the law on the (draw, measurement, grid D) cube.
+    # The measurements' coefficients do not depend on D: draw them once, for all effect copies,
+    # on the measurement rows, then evaluate the law on the (draw, measurement, grid D) cube.
     rows = frame.assign(family=label, tokens=TOKENS_SCALE)
     design = build_design(rows, run.levels)
+    n_copies = int(effect_draws)
+    copies = build_design(_effect_copies(rows, design, n_copies), run.levels)
+    n_draws = n_samples(run.idata)
+    theta = {p: np.broadcast_to(v, (n_draws, n_copies * n_meas))
+             for p, v in row_theta(run.idata, run.spec, copies, seed=seed).items()}
     law = run.spec.law_obj
     log_d = np.log(10.0**log10_d / TOKENS_SCALE)
     y, censored = observe(frame["qid"].to_numpy(float), run.spec.likelihood)
     sigma = flat(run.idata, "sigma")[:, None, None]
-    n_draws = len(sigma)
     per = max(1, CHUNK // n_grid)  # measurements per chunk: memory ~ draws x CHUNK doubles
     log_like = np.full(n_grid, -np.inf)
     draw_weight = []
-    for k_seed in _effect_seeds(seed, int(effect_draws)):
-        # row_theta keys new-level draws by label and seed: every measurement of one model
-        # shares one family effect per posterior draw, as the joint likelihood requires.
-        theta = {p: np.broadcast_to(v, (n_draws, n_meas))
-                 for p, v in row_theta(run.idata, run.spec, design, seed=k_seed).items()}
-        ll = np.zeros((n_draws, n_grid))
+    for j in range(n_copies):
+        ll = np.zeros((n_draws, n_grid))  # joint log-likelihood of all measurements, per draw and D
         for start in range(0, n_meas, per):
             m = slice(start, min(n_meas, start + per))
-            x = {key: v[m, None] for key, v in design.x.items()} | {"log_d": log_d}
-            log_mu = law.log_mu(x, {p: v[:, m, None] for p, v in theta.items()})
+            cols = slice(j * n_meas + m.start, j * n_meas + m.stop)
+            x = {key: v[cols, None] for key, v in copies.x.items()} | {"log_d": log_d}
+            log_mu = law.log_mu(x, {p: v[:, cols, None] for p, v in theta.items()})
             lp = pointwise_logp(y[m, None], censored[m, None], log_mu, sigma, run.spec.likelihood, NUMPY)
             ll += lp.sum(axis=1)
         log_like = np.logaddexp(log_like, logsumexp(ll, axis=0))
@@ -212,13 +229,19 @@ def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[floa
     summary = pd.DataFrame([{
         "family": frame["family"].iloc[0], "params": float(frame["params"].iloc[0]),
         "n_measurements": n_meas, "tokens_lower": lower, "tokens_median": median, "tokens_upper": upper,
-        **{f"p_gt_{t:.0e}".replace("+", ""): 1.0 - float(np.interp(np.log10(t), log10_d, cdf, left=0.0, right=1.0))
+        **{_exceeds(t): 1.0 - float(np.interp(np.log10(t), log10_d, cdf, left=0.0, right=1.0))
            for t in THRESHOLDS},
         "prior_min": d_lo, "prior_max": d_hi, "ess": ess,
-        "new_levels": ";".join(sorted({pair for cell in new_levels(run, design) for pair in cell.split(";") if pair})),
+        "new_levels": ";".join(sorted({pair for cell in new_levels(run, design)
+                                       for pair in cell.split(";") if pair})),
     }])
     grid = pd.DataFrame({"tokens": 10.0**log10_d, "log10_tokens": log10_d, "density": density, "mass": mass})
     return TrainingLevel(summary=summary, grid=grid, prob=prob, prior=(d_lo, d_hi), ess=ess)
+
+
+def _exceeds(threshold: float) -> str:
+    """Summary column of P(D > threshold): ``p_gt_1e12`` for 1e12."""
+    return f"p_gt_{threshold:.0e}".replace("+", "")
 
 
 def _normalise(log_post: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,7 +269,7 @@ def format_training_level(level: TrainingLevel) -> str:
         f"prior: log-uniform over {lo:.3g} to {hi:.3g} tokens",
         f"effective training tokens D: median {r['tokens_median'] / 1e12:.4g}T "
         f"[{level.prob:.0%} interval {r['tokens_lower'] / 1e12:.4g}T, {r['tokens_upper'] / 1e12:.4g}T]",
-        "  ".join(f"P(D > {t:.0e}) = {r[f'p_gt_{t:.0e}'.replace('+', '')]:.3f}" for t in THRESHOLDS),
+        "  ".join(f"P(D > {t:.0e}) = {r[_exceeds(t)]:.3f}" for t in THRESHOLDS),
         f"effective draws: {r['ess']:.0f}",
     ]
     if r["new_levels"]:
