@@ -48,7 +48,8 @@ def effect_pairs(spec: ModelSpec) -> list[tuple[str, str]]:
     return [(e.group, p) for e in spec.effects for p in e.params]
 
 
-def compose(spec: ModelSpec, values: Mapping[str, Any], offsets: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
+def compose(spec: ModelSpec, values: Mapping[str, Any],
+            offsets: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
     """Per-row law coefficients: population value plus the row's group offsets.
 
     ``values`` holds population coefficients; ``offsets[(group, param)]`` the already-indexed
@@ -57,7 +58,7 @@ def compose(spec: ModelSpec, values: Mapping[str, Any], offsets: Mapping[tuple[s
     out = {}
     for p in spec.law_obj.param_names:
         theta = values[p]
-        for (g, q), off in offsets.items():
+        for (_group, q), off in offsets.items():
             if q == p:
                 theta = theta + off
         out[p] = theta

@@ -41,7 +41,8 @@ CHUNK = 2000
 
 def default_grid(*, tokens: float = DEFAULT_TABLE_TOKENS, params: tuple[float, ...] = DEFAULT_TABLE_PARAMS,
                  bits: tuple[int, ...] = DEFAULT_TABLE_BITS, family: str = NEW_FAMILY,
-                 method: str = "GPTQ", group_size: int | None = 128, eval_set: str = "wikitext2") -> pd.DataFrame:
+                 method: str = "GPTQ", group_size: int | None = 128,
+                 eval_set: str = "wikitext2") -> pd.DataFrame:
     """The 100T-token table: every (params, bits) pair for one family and quantizer setting.
 
     The default quantizer and evaluation set (GPTQ, group 128, WikiText-2) are the setting of
@@ -55,7 +56,8 @@ def default_grid(*, tokens: float = DEFAULT_TABLE_TOKENS, params: tuple[float, .
     return grid
 
 
-def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB, seed: int | None = None) -> pd.DataFrame:
+def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
+            seed: int | None = None) -> pd.DataFrame:
     """Bands for every row of ``grid``.
 
     Parameters

@@ -121,7 +121,8 @@ class ModelSpec:
         law = get_law(self.law)
         # Canonical group order, so a spec equals itself after a JSON round trip.
         order = {g: i for i, g in enumerate(GROUPS)}
-        object.__setattr__(self, "effects", tuple(sorted(self.effects, key=lambda e: order.get(e.group, len(order)))))
+        ordered = sorted(self.effects, key=lambda e: order.get(e.group, len(order)))
+        object.__setattr__(self, "effects", tuple(ordered))
         for key in self.priors:
             law.parameter(key)
         seen = set()
@@ -153,14 +154,16 @@ class ModelSpec:
                                 f"that do not vary: {sorted(set(eff.sd) - set(eff.params))}")
         lik = self.likelihood
         if lik.kind not in LIKELIHOODS:
-            raise SpecError(f"spec {self.name!r}: unknown likelihood {lik.kind!r}; known: {list(LIKELIHOODS)}")
+            raise SpecError(f"spec {self.name!r}: unknown likelihood {lik.kind!r}; "
+                            f"known: {list(LIKELIHOODS)}")
         if lik.kind == "student_t" and lik.nu not in STUDENT_T_NU:
             raise SpecError(f"spec {self.name!r}: likelihood.nu must be one of {list(STUDENT_T_NU)}, "
                             f"got {lik.nu!r}")
         if not lik.censor_below > 0:
             raise SpecError(f"spec {self.name!r}: likelihood.censor_below must be > 0")
         if not lik.sigma.family.positive:
-            raise SpecError(f"spec {self.name!r}: likelihood.sigma needs a positive prior, got {lik.sigma.dist!r}")
+            raise SpecError(f"spec {self.name!r}: likelihood.sigma needs a positive prior, "
+                            f"got {lik.sigma.dist!r}")
 
     @property
     def law_obj(self) -> Law:
@@ -194,7 +197,8 @@ class ModelSpec:
                 "sigma": self.likelihood.sigma.to_dict(),
             },
             "effects": {
-                e.group: {"params": list(e.params), "parametrization": (e.parametrization if isinstance(e.parametrization, str)
+                e.group: {"params": list(e.params),
+                          "parametrization": (e.parametrization if isinstance(e.parametrization, str)
                                               else dict(e.parametrization)),
                           "sd": {k: v.to_dict() for k, v in e.sd.items()}}
                 for e in self.effects
