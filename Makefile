@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-## Fit the default model on the bundled reference data and print the 100T-token table.
+## Fit the default model on the bundled reference data, print the 100T-token table and write
+## the uncertainty report to runs/report.html.
 run: $(STAMP)
-	$(BIN)/bayesqid fit
+	$(BIN)/bayesqid fit && $(BIN)/bayesqid report runs/default.nc --out runs/report.html
 
 ## The test suite (fast tiers; slow recovery tests too when BAYESQID_RUN_SLOW=1).
 test: $(STAMP)

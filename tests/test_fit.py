@@ -165,11 +165,17 @@ def test_gate_flags_low_ess_and_bfmi():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # R-hat of constant chains
-def test_gate_ignores_standardised_effects_by_default():
+def test_gate_ignores_sampler_coordinates_by_default():
+    """u_* (internal coordinates) and *_log__ (nutpie's transformed copies) are not what users read;
+    their z_* and untransformed counterparts are checked instead."""
     idata = fabricated(np.random.default_rng(3))
-    idata.posterior["z_hidden"] = (("chain", "draw"), np.repeat([[0.0], [5.0], [0.0], [5.0]], 1000, axis=1))
+    stuck = np.repeat([[0.0], [5.0], [0.0], [5.0]], 1000, axis=1)
+    idata.posterior["u_hidden"] = (("chain", "draw"), stuck)
+    idata.posterior["sd_hidden_log__"] = (("chain", "draw"), stuck)
     assert check_convergence(idata).passed
-    assert not check_convergence(idata, var_names=["a", "z_hidden"]).passed
+    assert not check_convergence(idata, var_names=["a", "u_hidden"]).passed
+    idata.posterior["z_effect"] = (("chain", "draw"), stuck)
+    assert not check_convergence(idata).passed
 
 
 def test_diagnostics_json_round_trip():

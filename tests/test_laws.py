@@ -211,3 +211,29 @@ def test_no_nan_or_inf_at_prior_means(log10_n, log10_d, bits):
         out = np.asarray(law.log_mu(x, prior_means(law)))
         assert np.isfinite(out).all(), law.name
         assert np.isfinite(np.exp(out)).all(), law.name
+
+
+# --- property: declared monotone directions hold at any realistic point ------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    law=st.sampled_from(ALL_LAWS),
+    log10_n=st.floats(7, 12), log10_d=st.floats(9, 14), bits=st.integers(2, 16),
+    raw=st.sampled_from(["params", "tokens", "bits"]),
+    step=st.floats(0.01, 3.0),
+)
+def test_declared_monotonicity_holds_everywhere(law, log10_n, log10_d, bits, raw, step):
+    """Raise one raw quantity from a random realistic point: QiD moves the declared way, finitely."""
+    covs = [c for c, r in RAW_OF.items() if r == raw and c in law.monotone]
+    if not covs:
+        return
+    direction = law.monotone[covs[0]]
+    lo = {"params": 10.0**log10_n, "tokens": 10.0**log10_d, "bits": float(bits)}
+    hi = dict(lo)
+    hi[raw] = lo[raw] + max(1.0, round(step * 4)) if raw == "bits" else lo[raw] * 10.0**step
+    p = prior_means(law)
+    a, b = (float(np.asarray(law.log_mu(covariates([v["params"]], [v["tokens"]], [v["bits"]]), p))[0])
+            for v in (lo, hi))
+    assert np.isfinite(a) and np.isfinite(b)
+    assert (b > a) if direction == "up" else (b < a), f"{law.name}: {raw} {lo[raw]:g} -> {hi[raw]:g}"

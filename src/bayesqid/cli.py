@@ -1,4 +1,4 @@
-"""Command line: ``bayesqid data | fit | predict | tokens | training-level``.
+"""Command line: ``bayesqid data | fit | predict | tokens | training-level | report``.
 
 Strings become typed objects here and nowhere else. Any :class:`BayesqidError` (bad data,
 spec or run file) is printed as one line on stderr with exit status 2; no traceback.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"central interval (default {CI_PROB})")
     p.add_argument("--out", help="CSV to write the summary to")
     p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+
+    p = sub.add_parser("report", help="self-contained HTML uncertainty report of one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run files written by 'bayesqid fit'")
+    p.add_argument("--out", required=True, help="HTML file to write (e.g. runs/report.html)")
     return parser
 
 
@@ -135,6 +141,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesqid.predict import default_grid, predict
     from bayesqid.spec import load_spec
 
+    _check_output(args.out)  # a typo'd --out must not cost a whole fit
     spec = load_spec(args.spec)
     dataset = load_dataset(args.data)
     for exc in dataset.excluded:
@@ -143,11 +150,24 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                            seed=args.seed, cores=min(args.chains, os.cpu_count() or 1),
                            progress=sys.stderr.isatty())
     run = fit(spec, dataset, config, log=_log)
+    _check_interrupted()  # never save a run whose sampling a signal cut short
     path = run.save(args.out)
     print(run.diagnostics.format())
     print(f"run saved to {path}")
     _print_table(run, predict(run, default_grid()))
     return EXIT_ERROR if args.strict and not run.diagnostics.passed else EXIT_OK
+
+
+def _check_output(path: str) -> None:
+    """Refuse an output path that cannot be written, before any long computation."""
+    from bayesqid.errors import BayesqidError
+
+    target = Path(path)
+    if target.is_dir():
+        raise BayesqidError(f"{target}: is a directory; give a file name for the output")
+    existing = next((p for p in target.parents if p.exists()), Path("."))  # what write_atomic will mkdir in
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise BayesqidError(f"{target}: cannot be written ({existing} is not a writable directory)")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -232,8 +252,27 @@ def _print_table(run: object, table: object, prob: float = CI_PROB) -> None:
               "power law is extrapolating past where it can hold.")
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import shlex
+
+    from bayesqid.outputs import write_atomic
+    from bayesqid.report import build_report
+    from bayesqid.run import load_run
+
+    runs = [load_run(path) for path in args.runs]
+    for path, run in zip(args.runs, runs, strict=True):
+        if not run.diagnostics.passed:
+            _log(f"warning: {path} FAILED its convergence gate (shown in the report): "
+                 + "; ".join(run.diagnostics.problems))
+    command = " ".join(["bayesqid", *(shlex.quote(a) for a in sys.argv[1:])]) if sys.argv[1:] else None
+    page = build_report(runs, command=command, labels=[Path(p).name for p in args.runs])
+    path = write_atomic(args.out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    print(f"report written to {path}")
+    return EXIT_OK
+
+
 COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict, "tokens": _cmd_tokens,
-            "training-level": _cmd_training_level}
+            "training-level": _cmd_training_level, "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,17 +280,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bayesqid.errors import BayesqidError, ConvergenceWarning
 
     args = build_parser().parse_args(argv)
+    # A kill (SIGTERM) ends the command like Ctrl-C: as a KeyboardInterrupt, so samplers stop,
+    # atomic writers remove their temporary files, and the exit is one line with status 130.
+    # Both handlers also set a flag that fit checks before saving: the compilers and samplers
+    # underneath sometimes swallow the KeyboardInterrupt (numba's callbacks report it as
+    # "Exception ignored" and carry on; nutpie returns the draws made so far). Only the main
+    # thread may install handlers; a SIGINT that is ignored (nohup, '&') stays ignored; the
+    # previous handlers are restored on return.
+    global _interrupted
+    _interrupted = False
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
+    unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_interrupts(sys.unraisablehook)
     try:
         with warnings.catch_warnings():
             # The gate is printed by the commands themselves.
             warnings.simplefilter("ignore", ConvergenceWarning)
+            # Other warnings (e.g. duplicated rows kept) print as one line, not file:line + source.
+            warnings.showwarning = lambda message, *_a, **_k: print(
+                f"bayesqid {args.command}: warning: {_one_line(message)}", file=sys.stderr)
             return COMMANDS[args.command](args)
     except BayesqidError as err:
-        print(f"bayesqid {args.command}: error: {err}", file=sys.stderr)
+        print(f"bayesqid {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # an output path that cannot be written (permissions, full disk, ...)
+        print(f"bayesqid {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"bayesqid {args.command}: interrupted; no partial output was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        sys.unraisablehook = unraisable
+
+
+#: Set when SIGINT or SIGTERM arrived during the current command.
+_interrupted = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM handler: note it and raise KeyboardInterrupt (exit status 130 in :func:`main`)."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _check_interrupted() -> None:
+    """Raise KeyboardInterrupt if a signal arrived, even one a library swallowed."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+def _quiet_interrupts(hook):  # type: ignore[no-untyped-def]
+    """An unraisable-exception hook that drops KeyboardInterrupts (noted by :func:`_interrupt`)."""
+    def quiet(info):  # type: ignore[no-untyped-def]
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            hook(info)
+    return quiet
+
+
+def _one_line(message: object) -> str:
+    """``message`` as a single line (the contract of every error the CLI prints)."""
+    return " ".join(str(message).split("\n")).strip()
 
 
 if __name__ == "__main__":

@@ -318,10 +318,15 @@ def validate(frame: pd.DataFrame, *, path: str = "<frame>") -> pd.DataFrame:
 
 def _read_csv_text(text: str, path: str) -> pd.DataFrame:
     """Parse CSV text into a frame of strings, rejecting ragged rows and wrong delimiters."""
+    records: list[list[str]] = []
     try:
-        records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+        for record in csv.reader(io.StringIO(text, newline=""), strict=True):
+            if record:
+                records.append(record)
     except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
+        # The failing record is the next one: data row len(records) once the header is read.
+        where = f"row {len(records)}: " if records else "header: "
+        raise DataError(f"{path}: {where}malformed CSV ({exc})") from None
     if not records:
         raise DataError(f"{path}: empty file")
     header, rows = records[0], records[1:]
@@ -356,8 +361,21 @@ def _read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str]:
     try:
         text = raw.decode("utf-8-sig")  # tolerate the BOM that spreadsheet exports add
     except UnicodeDecodeError as exc:
-        raise DataError(f"{shown}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+        raise DataError(f"{shown}: {_locate_byte(raw, exc.start)}not UTF-8 text (invalid byte "
+                        f"0x{raw[exc.start]:02x} at offset {exc.start})") from None
     return _read_csv_text(text, shown), shown
+
+
+def _locate_byte(raw: bytes, offset: int) -> str:
+    """``"row R, column 'C': "`` of the byte at ``offset`` in CSV bytes (best effort, no quoting)."""
+    lines = raw[:offset].split(b"\n")
+    row, fields = len(lines) - 1, lines[-1].count(b",")
+    if row == 0:
+        return "header: "
+    header = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+    names = header.split(",")
+    column = f", column {names[fields]!r}" if fields < len(names) else ""
+    return f"row {row}{column}: "
 
 
 def load_table(path: str | os.PathLike[str]) -> Dataset:

@@ -76,7 +76,10 @@ class Diagnostics:
 def check_convergence(idata: az.InferenceData, var_names: list[str] | None = None) -> Diagnostics:
     """Run the gate on ``idata.posterior`` (free parameters unless ``var_names`` is given)."""
     post = idata.posterior
-    names = var_names or [v for v in post.data_vars if not v.startswith("z_")]
+    # Check the quantities users read: the standardised effects z_* rather than the sampler's
+    # internal u_* coordinates they are computed from, and not nutpie's *_log__ copies.
+    names = var_names or [v for v in post.data_vars
+                          if not v.startswith("u_") and not v.endswith("__")]
     summ = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0

@@ -170,6 +170,14 @@ def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, 
         warnings.filterwarnings("ignore", message=".*(divergen|rhat|R-hat|effective sample).*")
         raw = SAMPLERS[cfg.sampler](model, cfg)
     seconds = time.perf_counter() - start
+    # nutpie and PyMC answer Ctrl-C by returning the draws made so far. A run must never be built
+    # from such a partial trace: treat a short trace as the interruption it was.
+    posterior = getattr(raw, "posterior", None)
+    shape = ((posterior.sizes.get("chain", 0), posterior.sizes.get("draw", 0)) if posterior is not None
+             else (0, 0))
+    if shape != (cfg.chains, cfg.draws):
+        raise KeyboardInterrupt(f"sampling stopped early: {shape[0]} chains x {shape[1]} draws, "
+                                f"expected {cfg.chains} x {cfg.draws}")
     idata = az.InferenceData(
         posterior=raw.posterior,
         sample_stats=raw.sample_stats,

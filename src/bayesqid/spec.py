@@ -17,7 +17,7 @@ from typing import Any
 
 from bayesqid.constants import DEFAULT_CENSOR_BELOW, GROUPS
 from bayesqid.errors import SpecError
-from bayesqid.laws import Law, get_law
+from bayesqid.laws import LAWS, Law, get_law
 from bayesqid.priors import Prior, halfnormal
 
 #: Version of the spec format. Runs record it; older versions are migrated or refused.
@@ -241,7 +241,8 @@ class ModelSpec:
             _check_keys(body, {"params", "sd", "parametrization"}, loc)
             params = body.get("params")
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-                raise SpecError(f"{loc}: 'params' must be a list of parameter names")
+                known = f"; law {law!r} has {list(LAWS[law].param_names)}" if law in LAWS else ""
+                raise SpecError(f"{loc}: 'params' must be a list of parameter names, got {params!r}{known}")
             sd_raw = body.get("sd", {})
             if not isinstance(sd_raw, Mapping):
                 raise SpecError(f"{loc}: 'sd' must be a table of priors")
