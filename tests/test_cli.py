@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import bayesqid as bq
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
 from bayesqid.data import GRID_COLUMNS
 from bayesqid.predict import BAND_COLUMNS, default_grid
@@ -258,7 +259,10 @@ def test_predict_grid_to_csv(ci_run_path, tmp_path, capsys):
     assert out == "", "with --grid and --out the table goes to the file only"
     assert f"wrote {len(grid)} rows to {out_path}" in err
     table = pd.read_csv(out_path, keep_default_na=False)
-    assert list(table.columns) == [*GRID_COLUMNS, "note", *BAND_COLUMNS]
+    assert list(table.columns) == [*GRID_COLUMNS, "note", *BAND_COLUMNS, "convergence_gate"]
+    gate = bq.load_run(ci_run_path).diagnostics
+    expected = "passed" if gate.passed else "FAILED: " + "; ".join(gate.problems)
+    assert (table["convergence_gate"] == expected).all()
     assert len(table) == len(grid)
     assert list(table["note"]) == list(grid["note"])
     assert (table["new_levels"][:12] == "family=new family").all()

@@ -402,7 +402,8 @@ def test_cli_tokens_writes_the_table(ci_run_path, tmp_path, capsys):
     assert main(["tokens", ci_run_path, "--out", str(out)]) == EXIT_OK
     captured = capsys.readouterr()
     table = pd.read_csv(out)
-    assert list(table.columns) == list(BUDGET_COLUMNS) and len(table) == 48
+    assert list(table.columns) == [*BUDGET_COLUMNS, "convergence_gate"] and len(table) == 48
+    assert table["convergence_gate"].str.startswith("FAILED: ").all()  # the ci preset is too short
     assert set(table["qid_target"]) == set(TARGETS) and set(table["bits"]) == {2, 3, 4}
     assert "tokens (T), median" in captured.out and len(captured.out.splitlines()) >= 50
     assert "FAILED its convergence gate" in captured.err  # the ci preset is too short to pass

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import bayesqid as bq
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
 from bayesqid.diagnostics import Diagnostics
 from bayesqid.report import build_report, convergence_section
@@ -137,6 +138,16 @@ def test_cli_writes_report_atomically(ci_run_path, tmp_path, capsys):
     assert text.startswith("<!DOCTYPE html>") and "</html>" in text
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]  # no temporary file left
     assert str(out) in capsys.readouterr().out
+
+
+@pytest.mark.nuts
+def test_cli_strict_follows_the_gate(ci_run_path, tmp_path, capsys):
+    """The ci preset's run fails its gate: the report is still written, --strict makes it exit 1."""
+    out = tmp_path / "report.html"
+    gate_passed = bq.load_run(ci_run_path).diagnostics.passed
+    assert main(["report", ci_run_path, "--out", str(out), "--strict"]) == (0 if gate_passed else 1)
+    assert out.exists()
+    assert ("FAILED its convergence gate" in capsys.readouterr().err) == (not gate_passed)
 
 
 def test_cli_bad_run_is_one_line_and_keeps_old_file(tmp_path, capsys):

@@ -14,6 +14,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bayesqid.constants import CI_PROB, DEFAULT_SEED
 
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="bands for the 100T table or a grid from a saved run")
     p.add_argument("run", help="run file written by 'bayesqid fit'")
     p.add_argument("--grid", help="CSV with family, params, tokens, bits, method, group_size, eval_set")
-    p.add_argument("--interval", type=_interval, default=CI_PROB, help=f"central interval (default {CI_PROB})")
+    p.add_argument("--interval", type=_interval, default=CI_PROB,
+                   help=f"central interval (default {CI_PROB})")
     p.add_argument("--out", help="CSV to write the bands to")
     p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
 
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="self-contained HTML uncertainty report of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run files written by 'bayesqid fit'")
     p.add_argument("--out", required=True, help="HTML file to write (e.g. runs/report.html)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if a run failed its convergence gate")
     return parser
 
 
@@ -178,11 +181,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     grid = load_grid(args.grid) if args.grid else default_grid()
-    if not run.diagnostics.passed:
-        _log("warning: this run FAILED its convergence gate: " + "; ".join(run.diagnostics.problems))
+    _warn_gate(run)
     table = predict(run, grid, prob=args.interval)
     if args.out:
-        write_csv(table, args.out)
+        write_csv(_with_gate(table, run), args.out)
         _log(f"wrote {len(table)} rows to {args.out}")
     if args.grid is None or not args.out:
         _print_table(run, table, prob=args.interval)
@@ -193,6 +195,13 @@ def _warn_gate(run: object) -> None:
     diagnostics = run.diagnostics  # type: ignore[attr-defined]
     if not diagnostics.passed:
         _log("warning: this run FAILED its convergence gate: " + "; ".join(diagnostics.problems))
+
+
+def _with_gate(table: Any, run: Any) -> Any:
+    """``table`` plus a ``convergence_gate`` column, so a written table carries its run's verdict."""
+    diagnostics = run.diagnostics
+    verdict = "passed" if diagnostics.passed else "FAILED: " + "; ".join(diagnostics.problems)
+    return table.assign(convergence_gate=verdict)
 
 
 def _cmd_tokens(args: argparse.Namespace) -> int:
@@ -206,7 +215,7 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
                          prob=args.interval, token_range=tuple(args.token_range))
     _warn_gate(run)  # after the input checks: a typo gets one line of error, nothing else
     if args.out:
-        write_csv(table, args.out)
+        write_csv(_with_gate(table, run), args.out)
         _log(f"wrote {len(table)} rows to {args.out}")
     low, high = args.token_range
     who = f"family {args.family}" if args.family else "a new family drawn from the population"
@@ -233,7 +242,7 @@ def _cmd_training_level(args: argparse.Namespace) -> int:
         level = training_level(run, measurements, prior=(args.prior_min, args.prior_max), prob=args.interval)
     _warn_gate(run)
     if args.out:
-        write_csv(level.summary, args.out)
+        write_csv(_with_gate(level.summary, run), args.out)
         _log(f"wrote the summary to {args.out}")
     print(format_training_level(level))
     if level.ess < MIN_ESS:
@@ -268,7 +277,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     page = build_report(runs, command=command, labels=[Path(p).name for p in args.runs])
     path = write_atomic(args.out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     print(f"report written to {path}")
-    return EXIT_OK
+    failed = any(not run.diagnostics.passed for run in runs)
+    return EXIT_ERROR if args.strict and failed else EXIT_OK
 
 
 COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict, "tokens": _cmd_tokens,
