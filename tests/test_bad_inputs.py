@@ -26,6 +26,7 @@ from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
 from bayesqid.data import load_grid, load_table
 from bayesqid.errors import DataError
 from bayesqid.training import load_measurements
+from helpers import one_line
 
 BAD = Path(__file__).parent / "data" / "bad"
 
@@ -90,13 +91,6 @@ DUPLICATES = "duplicate_rows.csv"
 LOADERS = {"data": load_table, "fit": load_table, "grid": load_grid, "measurements": load_measurements}
 
 PAIRS = [(name, command) for name, (_, commands) in sorted(CASES.items()) for command in commands]
-
-
-def one_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    lines = text.strip("\n").splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

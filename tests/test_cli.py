@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
 from bayesqid.data import GRID_COLUMNS
 from bayesqid.predict import BAND_COLUMNS, default_grid
 from bayesqid.run import load_run
+from helpers import one_line, write_rows
 
 # `bayesqid.fit` the attribute is the function (re-exported by the package); the module:
 fit_module = importlib.import_module("bayesqid.fit")
@@ -26,24 +26,8 @@ VALID = {
 }  # fmt: skip
 
 
-def write_rows(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
-    columns = columns or list(rows[0])
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows([[row.get(c, "") for c in columns] for row in rows])
-    return path
-
-
 def valid_rows(n: int = 4) -> list[dict]:
     return [dict(VALID, model=f"m{i}", qid=str(0.1 + 0.01 * i)) for i in range(n)]
-
-
-def one_line(text: str) -> str:
-    lines = text.strip("\n").splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    assert "Traceback" not in text
-    return lines[0]
 
 
 # Each bad table: (rows, columns or None, expected fragments: row and column where they apply).

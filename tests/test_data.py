@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 import warnings
@@ -27,6 +26,7 @@ from bayesqid.data import (
     validate,
 )
 from bayesqid.errors import DataError
+from helpers import write_rows as write_csv
 
 VALID = {
     "family": "OPT",
@@ -41,16 +41,6 @@ VALID = {
     "source": "GPTQ Table 3",
 }
 FORMAT_REASON = "non-integer bit format (AQLM, QuIP# lattice, llama.cpp k-quants)"
-
-
-def write_csv(path, rows, columns=None):
-    """Write dict rows (all values text) with the csv module, so tests control every byte."""
-    columns = columns or list(rows[0])
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows([[row.get(c, "") for c in columns] for row in rows])
-    return path
 
 
 def rows_with(n=3, at=None, **bad):

@@ -27,19 +27,13 @@ import bayesqid as bq
 from bayesqid.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from bayesqid.errors import RunError
 from bayesqid.run import Run, load_run
+from helpers import one_line
 
 fit_module = importlib.import_module("bayesqid.fit")
 EXE = Path(sys.executable).with_name("bayesqid")
 
 MEASUREMENTS = "family,params,bits,method,group_size,eval_set,qid\nX,1e9,3,GPTQ,128,wikitext2,0.31\n" \
                "X,1e9,4,GPTQ,128,wikitext2,0.08\n"
-
-
-def one_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    lines = text.strip("\n").splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
