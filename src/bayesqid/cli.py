@@ -309,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # The gate is printed by the commands themselves.
             warnings.simplefilter("ignore", ConvergenceWarning)
+            # PyTensor warns at import when its C backend finds no BLAS to link. The models have
+            # no matrix products and nutpie compiles with numba, so it only adds noise here.
+            warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
             # Other warnings (e.g. duplicated rows kept) print as one line, not file:line + source.
             warnings.showwarning = lambda message, *_a, **_k: print(
                 f"bayesqid {args.command}: warning: {_one_line(message)}", file=sys.stderr)
