@@ -64,6 +64,18 @@ def _group_size(text: str) -> int | None:
     return _positive_int(text)
 
 
+def _add_run_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run file written by 'bayesqid fit'")
+
+
+def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
+    """Options shared by the commands that read a run and write a table."""
+    p.add_argument("--interval", type=_interval, default=CI_PROB,
+                   help=f"central interval (default {CI_PROB})")
+    p.add_argument("--out", help=f"CSV to write the {what} to")
+    p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesqid`` command."""
     from bayesqid.fit import SAMPLERS
@@ -87,15 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if the convergence gate fails")
 
     p = sub.add_parser("predict", help="bands for the 100T table or a grid from a saved run")
-    p.add_argument("run", help="run file written by 'bayesqid fit'")
+    _add_run_argument(p)
     p.add_argument("--grid", help="CSV with family, params, tokens, bits, method, group_size, eval_set")
-    p.add_argument("--interval", type=_interval, default=CI_PROB,
-                   help=f"central interval (default {CI_PROB})")
-    p.add_argument("--out", help="CSV to write the bands to")
-    p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+    _add_table_options(p, "bands")
 
     p = sub.add_parser("tokens", help="training tokens at which QiD reaches a target (Table 1 with bands)")
-    p.add_argument("run", help="run file written by 'bayesqid fit'")
+    _add_run_argument(p)
     # Values stay text here: the API checks them and names the bad one in a one-line error.
     p.add_argument("--qid", nargs="+", default=[0.2, 0.3, 0.4, 0.5], help="QiD targets in nats")
     p.add_argument("--params", nargs="+", default=[1e9, 7e9, 70e9, 405e9],
@@ -107,21 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", help="a fitted family (default: a new family drawn from the population)")
     p.add_argument("--token-range", type=float, nargs=2, default=[1e9, 1e16], metavar=("LOW", "HIGH"),
                    help="searched training tokens (default 1e9 1e16)")
-    p.add_argument("--interval", type=_interval, default=CI_PROB,
-                   help=f"central interval (default {CI_PROB})")
-    p.add_argument("--out", help="CSV to write the table to")
-    p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+    _add_table_options(p, "table")
 
     p = sub.add_parser("training-level", help="posterior of a model's training tokens from its measured QiD")
-    p.add_argument("run", help="run file written by 'bayesqid fit'")
+    _add_run_argument(p)
     p.add_argument("--measurements", required=True,
                    help="CSV with family, params, bits, method, group_size, eval_set, qid (one model)")
     p.add_argument("--prior-min", type=float, default=1e9, help="log-uniform prior over D: lower end (1e9)")
     p.add_argument("--prior-max", type=float, default=1e15, help="log-uniform prior over D: upper end (1e15)")
-    p.add_argument("--interval", type=_interval, default=CI_PROB,
-                   help=f"central interval (default {CI_PROB})")
-    p.add_argument("--out", help="CSV to write the summary to")
-    p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
+    _add_table_options(p, "summary")
 
     p = sub.add_parser("report", help="self-contained HTML uncertainty report of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run files written by 'bayesqid fit'")
