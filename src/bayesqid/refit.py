@@ -1,0 +1,99 @@
+"""Repeated fits of one spec on variations of one dataset (CV folds, SBC replicates, prior grids).
+
+A :class:`Refitter` is built once per spec and template dataset; each :meth:`Refitter.fit`
+call fits a row subset of the template and/or a replacement ``qid`` vector on the same rows.
+Callers never rebuild models themselves, so the engine underneath can compile once and swap
+data (see :mod:`bayesqid.engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from bayesqid.data import Dataset
+from bayesqid.errors import BayesqidError
+from bayesqid.fit import SamplerConfig, fit
+from bayesqid.run import Run
+from bayesqid.spec import ModelSpec
+
+
+class Refitter:
+    """Fit one spec repeatedly on subsets of (or new measurements for) one template dataset.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model.
+    dataset : Dataset
+        Template data: every fit uses a subset of its rows (design and levels come from it).
+    config : SamplerConfig, optional
+        Sampler settings for every fit; the seed is given per fit.
+    """
+
+    def __init__(self, spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None) -> None:
+        self.spec = spec
+        self.dataset = dataset
+        self.config = config or SamplerConfig.preset("default")
+
+    def subset(self, rows: np.ndarray | None = None, qid: np.ndarray | None = None) -> Dataset:
+        """The dataset one fit sees: template rows where ``rows`` is True, ``qid`` replaced."""
+        frame = self.dataset.frame
+        if qid is not None:
+            qid = np.asarray(qid, dtype=float)
+            if qid.shape != (len(frame),):
+                raise BayesqidError(f"qid has shape {qid.shape}, expected ({len(frame)},)")
+            frame = frame.assign(qid=qid)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=bool)
+            if rows.shape != (len(frame),) or not rows.any():
+                raise BayesqidError("rows must be a non-empty boolean mask over the template rows")
+            frame = frame[rows].reset_index(drop=True)
+        if rows is None and qid is None:
+            return self.dataset
+        return Dataset(frame, self.dataset.path, self.dataset.excluded)
+
+    def fit(self, *, seed: int, rows: np.ndarray | None = None, qid: np.ndarray | None = None,
+            log: Callable[[str], None] | None = None) -> Run:
+        """Fit the spec on ``subset(rows, qid)`` with ``seed``; returns an ordinary :class:`Run`.
+
+        Parameters
+        ----------
+        seed : int
+            Sampler seed of this fit (derive it from a root seed, see :func:`derive_seed`).
+        rows : ndarray of bool, optional
+            Template rows to fit on (default: all).
+        qid : ndarray, optional
+            Replacement measurements for every template row (default: the template's).
+        log : callable, optional
+            Progress lines.
+        """
+        return fit(self.spec, self.subset(rows, qid), replace(self.config, seed=int(seed)), log=log)
+
+
+def derive_seed(root: int, *keys: str | int) -> int:
+    """A 32-bit seed derived from ``root`` and a path of keys (spec name, fold, replicate).
+
+    Stable across processes and Python versions (no ``hash()``), so a resumed job gives the
+    same per-task seeds as an uninterrupted one.
+    """
+    import zlib
+
+    entropy = [int(root)] + [zlib.crc32(str(k).encode()) for k in keys]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+#: Refitters kept alive in this process (one per spec, template data and sampler settings), so
+#: that the fan-out's workers compile each spec once and then only swap data.
+_CACHE: dict[tuple[str, str, str], Refitter] = {}
+
+
+def refitter_for(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None) -> Refitter:
+    """The process-wide :class:`Refitter` of ``(spec, dataset, config)``, built on first use."""
+    cfg = config or SamplerConfig.preset("default")
+    key = (spec.to_json(), dataset.sha256, repr(replace(cfg, seed=0)))
+    if key not in _CACHE:
+        _CACHE[key] = Refitter(spec, dataset, cfg)
+    return _CACHE[key]
