@@ -26,7 +26,7 @@ from bayesqid.data import Dataset
 from bayesqid.design import build_design
 from bayesqid.diagnostics import check_convergence
 from bayesqid.errors import BayesqidError, ConvergenceWarning
-from bayesqid.model import build_model
+from bayesqid.engine import CollapsedEngine, DirectEngine, make_engine
 from bayesqid.posterior import log_likelihood
 from bayesqid.run import Run
 from bayesqid.spec import ModelSpec
@@ -54,6 +54,10 @@ class SamplerConfig:
         Chains run in parallel (PyMC sampler).
     progress : bool
         Show the sampler's progress bar.
+    collapse : bool
+        Integrate the coefficients out when the spec allows it (linear law, Normal likelihood
+        and population priors; see :mod:`bayesqid.collapsed`). Same posterior, far cheaper;
+        ``False`` forces NUTS on every coefficient.
     """
 
     sampler: str = "nutpie"
@@ -66,6 +70,7 @@ class SamplerConfig:
     target_accept: float = 0.9
     cores: int = 2
     progress: bool = False
+    collapse: bool = True
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -155,20 +160,34 @@ def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, 
         gate and provenance. A failed gate also emits :class:`ConvergenceWarning`.
     """
     cfg = config or SamplerConfig.preset("default")
+    engine = make_engine(spec, build_design(dataset.frame), dataset.frame["qid"].to_numpy(float),
+                         collapse=cfg.collapse)
+    return sample_run(engine, dataset, cfg, log=log)
+
+
+def sample_run(engine: DirectEngine | CollapsedEngine, template: Dataset, cfg: SamplerConfig, *,
+               rows: np.ndarray | None = None, qid: np.ndarray | None = None,
+               log: Callable[[str], None] | None = None) -> Run:
+    """Sample ``engine`` on ``rows`` of ``template`` (measurements replaced by ``qid``).
+
+    The engine was built on ``template``'s design, so every fit made through it knows the same
+    levels; the returned run describes the rows it was fitted on.
+    """
     say = log or (lambda _msg: None)
-    frame = dataset.frame
-    design = build_design(frame)
-    qid = frame["qid"].to_numpy(float)
-    say(f"building model {spec.name!r} ({spec.law}) on {len(frame)} rows, "
+    spec, design = engine.spec, engine.design
+    frame = template.frame
+    if qid is not None:
+        frame = frame.assign(qid=np.asarray(qid, dtype=float))
+    if rows is not None:
+        frame = frame[np.asarray(rows, bool)].reset_index(drop=True)
+    dataset = template if frame is template.frame else Dataset(frame, template.path, template.excluded)
+    say(f"building model {spec.name!r} ({spec.law}, {engine.name} engine) on {len(frame)} rows, "
         + ", ".join(f"{len(design.levels[g])} {g} levels" for g in GROUPS))
-    model = build_model(spec, design, qid)
     say(f"sampling with {cfg.sampler}: {cfg.chains} chains x ({cfg.tune} tune + {cfg.draws} draws), "
-        f"seed {cfg.seed} (compiling first)")
+        f"seed {cfg.seed}")
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # The sampler's own convergence chatter is replaced by bayesqid's gate below.
-        warnings.filterwarnings("ignore", message=".*(divergen|rhat|R-hat|effective sample).*")
-        raw = SAMPLERS[cfg.sampler](model, cfg)
+    full_qid = (template.frame["qid"].to_numpy(float) if qid is None else np.asarray(qid, dtype=float))
+    raw = engine.sample(cfg, full_qid, None if rows is None else np.asarray(rows, bool))
     seconds = time.perf_counter() - start
     # nutpie and PyMC answer Ctrl-C by returning the draws made so far. A run must never be built
     # from such a partial trace: treat a short trace as the interruption it was.
@@ -178,13 +197,15 @@ def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, 
     if shape != (cfg.chains, cfg.draws):
         raise KeyboardInterrupt(f"sampling stopped early: {shape[0]} chains x {shape[1]} draws, "
                                 f"expected {cfg.chains} x {cfg.draws}")
+    fitted = build_design(frame, levels=design.levels)
+    y = frame["qid"].to_numpy(float)
     idata = az.InferenceData(
         posterior=raw.posterior,
         sample_stats=raw.sample_stats,
-        observed_data=xr.Dataset({"qid": ((OBS,), qid)}),
+        observed_data=xr.Dataset({"qid": ((OBS,), y)}),
         constant_data=_constant_data(frame),
     )
-    idata.add_groups(log_likelihood=log_likelihood(idata, spec, design, qid).rename({"obs": OBS}))
+    idata.add_groups(log_likelihood=log_likelihood(idata, spec, fitted, y).rename({"obs": OBS}))
     diagnostics = check_convergence(idata)
     idata.attrs.update({
         "bayesqid_spec": spec.to_json(),
@@ -192,6 +213,7 @@ def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, 
         "data_path": dataset.path,
         "seed": cfg.seed,
         "sampler": json.dumps(asdict(cfg)),
+        "engine": engine.name,
         "versions": json.dumps(package_versions()),
         "diagnostics": diagnostics.to_json(),
         "sampling_seconds": seconds,
@@ -202,7 +224,7 @@ def fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = None, 
     say(f"sampled in {seconds:.1f} s")
     if not diagnostics.passed:
         warnings.warn("convergence gate failed: " + "; ".join(diagnostics.problems),
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=3)
     return Run(spec=spec, idata=idata, diagnostics=diagnostics)
 
 

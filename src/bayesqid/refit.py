@@ -2,8 +2,10 @@
 
 A :class:`Refitter` is built once per spec and template dataset; each :meth:`Refitter.fit`
 call fits a row subset of the template and/or a replacement ``qid`` vector on the same rows.
-Callers never rebuild models themselves, so the engine underneath can compile once and swap
-data (see :mod:`bayesqid.engine`).
+Callers never rebuild models themselves: the engine is built once on the template design, and
+the collapsed engine (:mod:`bayesqid.engine`) compiles once and only swaps data between fits.
+All fits through one refitter share the template's levels, so a family left out of a fold is
+still a known level there, informed by its prior alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import numpy as np
 
 from bayesqid.data import Dataset
 from bayesqid.errors import BayesqidError
-from bayesqid.fit import SamplerConfig, fit
+from bayesqid.design import build_design
+from bayesqid.engine import make_engine
+from bayesqid.fit import SamplerConfig, sample_run
 from bayesqid.run import Run
 from bayesqid.spec import ModelSpec
 
@@ -37,6 +41,8 @@ class Refitter:
         self.spec = spec
         self.dataset = dataset
         self.config = config or SamplerConfig.preset("default")
+        self.engine = make_engine(spec, build_design(dataset.frame), dataset.frame["qid"].to_numpy(float),
+                                  collapse=self.config.collapse)
 
     def subset(self, rows: np.ndarray | None = None, qid: np.ndarray | None = None) -> Dataset:
         """The dataset one fit sees: template rows where ``rows`` is True, ``qid`` replaced."""
@@ -70,7 +76,9 @@ class Refitter:
         log : callable, optional
             Progress lines.
         """
-        return fit(self.spec, self.subset(rows, qid), replace(self.config, seed=int(seed)), log=log)
+        self.subset(rows, qid)  # validates the arguments
+        return sample_run(self.engine, self.dataset, replace(self.config, seed=int(seed)),
+                          rows=rows, qid=qid, log=log)
 
 
 def derive_seed(root: int, *keys: str | int) -> int:
