@@ -91,9 +91,12 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     for rows in chunks(len(grid), CHUNK):
         part = grid.iloc[rows]
         design = build_design(part, run.levels)
-        log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
-        bands[rows, 0:3] = np.exp(np.quantile(log_mu, q, axis=0)).T
-        bands[rows, 3:6] = np.exp(np.quantile(log_mu + noise[:, None], q, axis=0)).T
+        # Rows x draws, contiguous along draws: quantiles partition along the last axis, which
+        # is several times faster than along a strided first axis.
+        log_mu = np.ascontiguousarray(row_log_mu(run.idata, run.spec, design, seed=seed).T)
+        bands[rows, 0:3] = np.exp(np.quantile(log_mu, q, axis=1)).T
+        log_mu += noise[None, :]
+        bands[rows, 3:6] = np.exp(np.quantile(log_mu, q, axis=1)).T
         varied = {e.group for e in run.spec.effects}
         new_levels[rows] = [
             ";".join(f"{g}={design.labels[g][i]}" for g in GROUPS
