@@ -1,9 +1,12 @@
-"""Default fit vs the anchor (../shared/bench/naive_baseline.py), side by side in one run.
+"""Fits vs the anchor (../shared/bench/naive_baseline.py), side by side in one run.
 
-Both are timed as whole processes (interpreter start, imports, compilation and sampling), on
-the same bundled reference data, and compared on min bulk ESS per second.
+Every entry is timed as a whole process (interpreter start, imports, compilation and
+sampling) on the same bundled reference data and compared on min bulk ESS per second, whole
+process and sampling alone (the anchor's own timer starts after its imports and data loading).
 
-Usage: python benchmarks/bench_fit.py [--anchor-sampler pymc] [--sampler nutpie] [--skip-anchor]
+Usage: python benchmarks/bench_fit.py [--fits SPEC:SAMPLER ...] [--anchors SAMPLER ...]
+Default: the default spec and ouyang_normal (collapsed engine) with nutpie and PyMC's sampler;
+the anchor with PyMC's sampler and with nutpie.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def bench_bayesqid(sampler: str) -> dict[str, float]:
+def bench_bayesqid(spec: str, sampler: str) -> dict[str, float]:
     from bayesqid.run import load_run
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.nc"
-        wall, _ = timed([sys.executable, "-m", "bayesqid.cli", "fit", "--sampler", sampler, "--out", str(out)])
+        wall, _ = timed([sys.executable, "-m", "bayesqid.cli", "fit", "--spec", spec, "--sampler", sampler,
+                         "--out", str(out)])
         run = load_run(out)
         d = run.diagnostics
         return {"wall_s": wall, "sampling_s": float(run.idata.attrs["sampling_seconds"]),
@@ -50,18 +54,32 @@ def bench_anchor(sampler: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sampler", default="nutpie")
-    parser.add_argument("--anchor-sampler", default="pymc")
+    parser.add_argument("--fits", nargs="+", default=["ouyang:nutpie", "ouyang_normal:nutpie",
+                                                      "ouyang_normal:pymc", "ouyang:pymc"])
+    parser.add_argument("--anchors", nargs="+", default=["pymc", "nutpie"])
     args = parser.parse_args()
-    rows = {f"bayesqid fit ({args.sampler})": bench_bayesqid(args.sampler),
-            f"anchor ({args.anchor_sampler})": bench_anchor(args.anchor_sampler)}
-    print(f"{'run':<24} {'wall s':>7} {'sample s':>9} {'min ESS':>8} {'R-hat':>6} {'div':>5} {'ESS/s':>7}")
-    for name, r in rows.items():
+    rows = {}
+    for anchor in args.anchors:
+        rows[f"anchor ({anchor})"] = bench_anchor(anchor)
+        print(f"done: anchor ({anchor})", file=sys.stderr, flush=True)
+    for entry in args.fits:
+        spec, _, sampler = entry.partition(":")
+        rows[f"{spec} ({sampler or 'nutpie'})"] = bench_bayesqid(spec, sampler or "nutpie")
+        print(f"done: {entry}", file=sys.stderr, flush=True)
+    print(f"{'run':<26} {'wall s':>7} {'sample s':>9} {'min ESS':>8} {'R-hat':>6} {'div':>5} "
+          f"{'ESS/s':>7} {'ESS/s sampling':>15} {'x anchor(pymc)':>15} {'x anchor(same sampler)':>23}")
+    base = {name.split("(")[1].rstrip(")"): r for name, r in rows.items() if name.startswith("anchor")}
+    for r in rows.values():
         r["ess_per_s"] = r["min_ess_bulk"] / r["wall_s"]
-        print(f"{name:<24} {r['wall_s']:>7.1f} {r['sampling_s']:>9.1f} {r['min_ess_bulk']:>8.0f} "
-              f"{r['max_rhat']:>6.3f} {r['divergences']:>5.0f} {r['ess_per_s']:>7.1f}")
-    mine, anchor = rows.values()
-    print(f"min-ESS/s ratio, whole process: {mine['ess_per_s'] / anchor['ess_per_s']:.1f}x")
+        r["ess_per_s_sampling"] = r["min_ess_bulk"] / r["sampling_s"]
+    for name, r in rows.items():
+        sampler = name.split("(")[1].rstrip(")")
+        vs_pymc = r["ess_per_s"] / base["pymc"]["ess_per_s"] if "pymc" in base else float("nan")
+        same = base.get(sampler)
+        vs_same = r["ess_per_s"] / same["ess_per_s"] if same else float("nan")
+        print(f"{name:<26} {r['wall_s']:>7.1f} {r['sampling_s']:>9.1f} {r['min_ess_bulk']:>8.0f} "
+              f"{r['max_rhat']:>6.3f} {r['divergences']:>5.0f} {r['ess_per_s']:>7.1f} "
+              f"{r['ess_per_s_sampling']:>15.1f} {vs_pymc:>15.1f} {vs_same:>23.1f}")
 
 
 if __name__ == "__main__":

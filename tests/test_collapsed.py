@@ -13,7 +13,7 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesqid as bq
-from bayesqid.collapsed import (GAP, _gram, collapsible, draw_coefficients, linear_system, slot_count,
+from bayesqid.collapsed import (CENSORED_XTY, _gram, collapsible, draw_coefficients, linear_system, slot_count,
                                 sufficient_stats)
 from bayesqid.design import build_design
 from bayesqid.engine import CollapsedEngine, DirectEngine, make_engine
@@ -144,7 +144,10 @@ def test_coefficient_draws_follow_the_conditional_gaussian():
     system = linear_system(spec, design)
     stats = sufficient_stats(spec, system, frame["qid"].to_numpy(float))
     s = 4000
-    post = {"sigma": np.full((1, s), 0.4), GAP: np.full((1, s, stats.slots), 0.5)}
+    yc = stats.log_resolution - 0.4 * 0.5 * stats.cmask
+    xty = np.zeros(system.n_cols)
+    np.add.at(xty, stats.cidx.ravel(), (stats.cval * (yc * stats.cmask)[:, None]).ravel())
+    post = {"sigma": np.full((1, s), 0.4), CENSORED_XTY: np.tile(xty, (1, s, 1))}
     lam = np.empty(system.n_cols)
     lam[: len(system.pop_precision)] = system.pop_precision
     for b in system.effect_blocks:
@@ -157,9 +160,7 @@ def test_coefficient_draws_follow_the_conditional_gaussian():
                              else (draws[f"z_{b.group}_{b.param}"].to_numpy().reshape(s, -1) * 0.7)
                              for b in system.blocks])
     w = 0.4**-2
-    yc = stats.log_resolution - 0.4 * 0.5 * stats.cmask
-    sxy = stats.sxy.copy()
-    np.add.at(sxy, stats.cidx.ravel(), (stats.cval * (yc * stats.cmask)[:, None]).ravel())
+    sxy = stats.sxy + xty
     a = np.diag(lam) + w * stats.sxx
     cov = np.linalg.inv(a)
     mean = cov @ (lam * system.m0 + w * sxy)

@@ -36,9 +36,11 @@ from bayesqid.spec import ModelSpec
 
 #: Name of the latent variable of the censored rows (log resolution minus latent log QiD).
 GAP = "censored_gap"
+#: Name of ``X_c' y_c``, all that the coefficient draws need from the censored values; kept in
+#: traces instead of the values themselves (one number per coefficient, not per censored row).
+CENSORED_XTY = "censored_xty"
 #: Name of the likelihood term in the model.
 OBSERVED = "log_qid"
-GAP_SCALED = True
 
 
 def collapsible(spec: ModelSpec) -> str | None:
@@ -211,7 +213,7 @@ def _precisions(spec: ModelSpec, system: LinearSystem) -> tuple[pt.TensorVariabl
 
 
 def build_collapsed_model(spec: ModelSpec, system: LinearSystem, stats: Stats) -> pm.Model:
-    """The collapsed PyMC model; data live in containers that :func:`swap_data` replaces.
+    """The collapsed PyMC model; data live in containers, swapped between fits by the engine.
 
     Unused censored slots get an independent standard Normal on their log gap, so they are
     proper, cheap and do not touch the likelihood.
@@ -224,13 +226,12 @@ def build_collapsed_model(spec: ModelSpec, system: LinearSystem, stats: Stats) -
         log_gap = pt.log(gap)
         # HalfFlat's log transform contributes log_gap; cancel it and add N(0, 1) for padding.
         pm.Potential("unused_slots", ((1.0 - data["cmask"]) * (-0.5 * log_gap**2 - log_gap)).sum())
-        if GAP_SCALED:
-            # Gaps in residual-scale units: their conditional spread is then ~1 whatever sigma
-            # is, which removes the funnel between sigma and the censored values.
-            yc = stats.log_resolution - sigma * gap
-            pm.Potential("gap_jacobian", data["cmask"].sum() * pt.log(sigma))
-        else:
-            yc = stats.log_resolution - gap
+        # Gaps in residual-scale units: their conditional spread is then ~1 whatever sigma is.
+        yc = stats.log_resolution - sigma * gap
+        pm.Potential("gap_jacobian", data["cmask"].sum() * pt.log(sigma))
+        used = yc * data["cmask"]
+        xty = pt.zeros(system.n_cols)[data["cidx"].ravel()].inc((data["cval"] * used[:, None]).ravel())
+        pm.Deterministic(CENSORED_XTY, xty)
         logp = marginal_logp(lam, sigma**-2, yc, data["sxx"], data["sxy"], data["syy"], data["n"],
                              system.m0, data["cidx"], data["cval"], data["cmask"])[0]
         pm.Potential(OBSERVED, logp)
@@ -260,16 +261,11 @@ def draw_coefficients(posterior: xr.Dataset, spec: ModelSpec, system: LinearSyst
         sd[b] = flat(name)
         lam[:, b.start:b.start + b.size] = sd[b][:, None] ** -2
     w = flat("sigma") ** -2
-    gaps = flat(GAP)[:, : stats.slots]
-    yc = stats.log_resolution - (gaps * flat("sigma")[:, None] if GAP_SCALED else gaps)
+    xty = stats.sxy + flat(CENSORED_XTY)
     theta = np.empty((s, p))
     for lo in range(0, s, chunk):
         hi = min(s, lo + chunk)
-        used = yc[lo:hi] * stats.cmask
-        sxy = np.broadcast_to(stats.sxy, (hi - lo, p)).copy()
-        rows = np.repeat(np.arange(hi - lo), stats.cidx.size)
-        np.add.at(sxy, (rows, np.tile(stats.cidx.ravel(), hi - lo)),
-                  (stats.cval[None] * used[:, :, None]).reshape(hi - lo, -1).ravel())
+        sxy = xty[lo:hi]
         a = w[lo:hi, None, None] * stats.sxx[None]
         a[:, np.arange(p), np.arange(p)] += lam[lo:hi]
         b = lam[lo:hi] * system.m0 + w[lo:hi, None] * sxy

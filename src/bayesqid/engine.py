@@ -23,7 +23,7 @@ import arviz as az
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bayesqid.collapsed import (build_collapsed_model, collapsible, draw_coefficients,
+from bayesqid.collapsed import (CENSORED_XTY, GAP, build_collapsed_model, collapsible, draw_coefficients,
                                 linear_system, slot_count, sufficient_stats)
 from bayesqid.design import Design
 from bayesqid.model import build_model
@@ -92,7 +92,10 @@ class CollapsedEngine:
 
         if stats.slots not in self._compiled:
             model = build_collapsed_model(self.spec, self.system, stats)
-            self._compiled[stats.slots] = nutpie.compile_pymc_model(model)
+            # Traces keep the scales and X_c' y_c, not one latent per censored row: at 100k
+            # rows the latents alone would take gigabytes.
+            keep = [v.name for v in model.free_RVs if v.name != GAP] + [CENSORED_XTY]
+            self._compiled[stats.slots] = nutpie.compile_pymc_model(model, var_names=keep)
         return self._compiled[stats.slots].with_data(**stats.as_data())
 
     def sample(self, cfg: SamplerConfig, qid: np.ndarray, rows: np.ndarray | None = None) -> az.InferenceData:

@@ -96,8 +96,19 @@ class SamplerConfig:
         return replace(presets[name], **overrides)
 
 
+#: Largest pointwise log-likelihood (draws x rows) stored with a run: 5e7 doubles = 400 MB. Beyond
+#: it (tens of thousands of rows) it would dominate a fit's memory and the file.
+MAX_POINTWISE = 50_000_000
+
 #: Python packages each sampler needs beyond the core dependencies, with the extra to install.
 _SAMPLER_NEEDS = {"numpyro": (("numpyro", "jax"), "bayesqid[numpyro]")}
+
+
+def _jax_on_accelerator() -> bool:
+    """True when JAX's default device is a GPU or TPU (``pip install 'jax[cuda12]'``)."""
+    import jax
+
+    return jax.default_backend() in ("gpu", "cuda", "rocm", "tpu")
 
 
 def _sample_pymc_backend(backend: str) -> Callable[[pm.Model, SamplerConfig], az.InferenceData]:
@@ -110,6 +121,9 @@ def _sample_pymc_backend(backend: str) -> Callable[[pm.Model, SamplerConfig], az
         if backend == "nutpie":
             # nutpie runs its chains on threads; "cores" caps them.
             kwargs["nuts_sampler_kwargs"] = {"cores": cfg.cores}
+        if backend == "numpyro" and _jax_on_accelerator():
+            # One accelerator: run the chains as one vectorised batch rather than one per device.
+            kwargs["nuts_sampler_kwargs"] = {"chain_method": "vectorized"}
         with model:
             return pm.sample(draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, cores=cfg.cores,
                              random_seed=cfg.seed, target_accept=cfg.target_accept,
@@ -205,7 +219,12 @@ def sample_run(engine: DirectEngine | CollapsedEngine, template: Dataset, cfg: S
         observed_data=xr.Dataset({"qid": ((OBS,), y)}),
         constant_data=_constant_data(frame),
     )
-    idata.add_groups(log_likelihood=log_likelihood(idata, spec, fitted, y).rename({"obs": OBS}))
+    pointwise = cfg.draws * cfg.chains * len(frame)
+    if pointwise <= MAX_POINTWISE:
+        idata.add_groups(log_likelihood=log_likelihood(idata, spec, fitted, y).rename({"obs": OBS}))
+    else:
+        say(f"pointwise log-likelihood not stored: {pointwise:.2g} values (> {MAX_POINTWISE:.0e}); "
+            "LOO recomputes it on demand")
     diagnostics = check_convergence(idata)
     idata.attrs.update({
         "bayesqid_spec": spec.to_json(),
