@@ -290,3 +290,26 @@ def test_effect_on_a_coefficient_of_another_law(reference):
     assert {"sd_family_log_c", "sd_family_lambda_p", "u_z_family_lambda_p", "log_c"} <= \
         {v.name for v in model.free_RVs}
     assert np.isfinite(model.point_logps(round_vals=12, **FAST)[OBSERVED])
+
+
+def test_repeated_design_points_share_one_mean_and_give_the_same_density(reference, monkeypatch):
+    """Aggregating repeated design points changes the graph, not the density."""
+    import bayesqid.model as model_mod
+    from bayesqid.design import build_design as _build
+
+    frame = reference.frame.iloc[np.tile(np.arange(120), 3)].reset_index(drop=True)
+    frame = frame.assign(qid=frame["qid"] * np.exp(np.random.default_rng(0).normal(0, 0.1, len(frame))))
+    design = _build(frame)
+    from bayesqid.spec import load_spec
+
+    spec = load_spec()
+    qid = frame["qid"].to_numpy(float)
+    points, _, inverse = model_mod._design_points(design.x, design.codes)
+    assert points <= 120 and inverse.shape == (len(frame),)
+    aggregated = model_mod.build_model(spec, design, qid)
+    monkeypatch.setattr(model_mod, "AGGREGATE_BELOW", 0.0)
+    per_row = model_mod.build_model(spec, design, qid)
+    point = aggregated.initial_point()
+    rng = np.random.default_rng(1)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in point.items()}
+    assert aggregated.compile_logp()(point) == pytest.approx(per_row.compile_logp()(point), rel=1e-10)
