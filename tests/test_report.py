@@ -15,7 +15,7 @@ from bayesqid.diagnostics import Diagnostics
 from bayesqid.report import build_report, convergence_section
 
 SECTIONS = ("data", "model", "convergence", "posterior", "ppc", "curves", "extrapolation", "budgets",
-            "provenance")
+            "sensitivity", "provenance")
 #: Sections that must embed at least one figure.
 FIGURE_SECTIONS = ("data", "model", "posterior", "ppc", "curves", "extrapolation")
 

@@ -22,6 +22,8 @@ from bayesqid.laws import LAWS, Law, get_law
 from bayesqid.predict import default_grid, predict
 from bayesqid.priors import Prior
 from bayesqid.run import Run, load_run, save_run
+from bayesqid.sbc import SBCResult, load_sbc, run_sbc, tiny_design
+from bayesqid.sensitivity import prior_sensitivity
 from bayesqid.spec import Effect, Likelihood, ModelSpec, available_specs, load_spec
 from bayesqid.training import TrainingLevel, load_measurements, training_level
 
@@ -33,8 +35,8 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 __all__ = [
     "CI_PROB", "DEFAULT_SEED", "LAWS", "SAMPLERS", "BayesqidError", "ConvergenceWarning", "DataError",
     "Dataset", "Diagnostics", "Effect", "Law", "Likelihood", "ModelSpec", "Prior", "Run", "RunError",
-    "SamplerConfig", "SpecError", "TrainingLevel", "available_specs", "check_convergence", "default_grid",
-    "fit", "get_law", "load_dataset", "load_grid", "load_measurements", "load_reference", "load_run",
-    "load_spec", "load_table", "predict", "save_run", "token_budget", "training_level", "validate",
-    "__version__",
+    "SBCResult", "SamplerConfig", "SpecError", "TrainingLevel", "available_specs", "check_convergence",
+    "default_grid", "fit", "get_law", "load_dataset", "load_grid", "load_measurements", "load_reference",
+    "load_run", "load_sbc", "load_spec", "load_table", "predict", "prior_sensitivity", "run_sbc", "save_run",
+    "tiny_design", "token_budget", "training_level", "validate", "__version__",
 ]

@@ -1,4 +1,5 @@
-"""Command line: ``bayesqid data | fit | predict | tokens | training-level | report``.
+"""Command line: ``bayesqid data | fit | predict | tokens | training-level | report | sbc |
+sensitivity | compare``.
 
 Strings become typed objects here and nowhere else. Any :class:`BayesqidError` (bad data,
 spec or run file) is printed as one line on stderr with exit status 2; no traceback.
@@ -22,6 +23,10 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Where ``fit`` writes its run unless told otherwise.
 DEFAULT_RUN = Path("runs") / "default.nc"
+#: Where ``sbc`` writes its results unless told otherwise.
+DEFAULT_SBC = Path("runs") / "sbc"
+#: Where ``compare`` writes its results unless told otherwise.
+DEFAULT_COMPARE = Path("runs") / "compare"
 
 #: Natural log of a 256k vocabulary: QiD above it exceeds a uniform guess and is unphysical.
 UNIFORM_GUESS_NATS = 12.5
@@ -130,6 +135,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run files written by 'bayesqid fit'")
     p.add_argument("--out", required=True, help="HTML file to write (e.g. runs/report.html)")
     p.add_argument("--strict", action="store_true", help="exit 1 if a run failed its convergence gate")
+    p.add_argument("--sbc", metavar="DIR",
+                   help="also show the calibration written by 'bayesqid sbc --out DIR'")
+    p.add_argument("--compare", metavar="DIR",
+                   help="also show the law-form comparison written by 'bayesqid compare --out DIR'")
+
+    p = sub.add_parser("sbc", help="simulation-based calibration of a spec and its sampler (resumable)")
+    p.add_argument("--spec", help="shipped spec name or path to a .toml (default: ouyang)")
+    p.add_argument("--data", help="design to simulate on (default: the bundled reference data's rows)")
+    p.add_argument("--replicates", type=_positive_int, default=100, help="simulated datasets (default 100)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every replicate's seeds")
+    p.add_argument("--scheduler",
+                   help="Dask scheduler address, or 'synchronous' (default: a local cluster)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="workers of the local cluster (default: one per core)")
+    p.add_argument("--preset", choices=["default", "ci"], default="default",
+                   help="sampler settings of every fit (default: those of 'bayesqid fit')")
+    p.add_argument("--out", default=str(DEFAULT_SBC),
+                   help=f"directory of the results (default: {DEFAULT_SBC}); rerunning with it resumes")
+
+    p = sub.add_parser("sensitivity", help="prior sensitivity (power-scaling) of a saved run")
+    _add_run_argument(p)
+    p.add_argument("--out", help="CSV to write the table to")
+
+    p = sub.add_parser("compare", help="compare law forms: PSIS-LOO, leave-one-family-out and "
+                       "extrapolation CV, stacking (resumable)")
+    p.add_argument("items", nargs="+", metavar="SPEC_OR_RUN",
+                   help="shipped spec names, spec .toml files or run .nc files (at least two)")
+    p.add_argument("--data", help="CSV or Parquet (default: bundled reference)")
+    p.add_argument("--cv", nargs="+", default=["loo", "logo", "extrapolate"], metavar="SCHEME",
+                   help="loo, logo, extrapolate (default: all; loo is always computed)")
+    p.add_argument("--out", default=str(DEFAULT_COMPARE),
+                   help=f"directory of the results (default: {DEFAULT_COMPARE}); rerunning with the "
+                   "same directory resumes")
+    p.add_argument("--scheduler", help="Dask scheduler address, or 'synchronous' (default: a local cluster)")
+    p.add_argument("--workers", type=_positive_int, help="workers of the local cluster (default: one per core)")
+    p.add_argument("--preset", choices=["default", "ci"], default="default",
+                   help="sampler settings of every fit (default: those of 'bayesqid fit')")
+    p.add_argument("--draws", type=_positive_int, help="override the preset's kept draws per chain")
+    p.add_argument("--tune", type=_positive_int, help="override the preset's warm-up iterations")
+    p.add_argument("--chains", type=_positive_int, help="override the preset's chains")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every fit's seed")
+    p.add_argument("--quantile", type=_interval, default=0.75,
+                   help="token quantile of the extrapolation split (default 0.75)")
+    p.add_argument("--retries", type=int, default=1, help="extra attempts of a failing fit (default 1)")
+    p.add_argument("--interval", type=_interval, default=CI_PROB,
+                   help=f"predictive interval whose coverage is reported (default {CI_PROB})")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if a fold failed or a full fit failed its convergence gate")
     return parser
 
 
@@ -272,20 +325,93 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bayesqid.run import load_run
 
     runs = [load_run(path) for path in args.runs]
+    extra = []
+    if args.sbc:
+        from bayesqid.report import sbc_section
+        from bayesqid.sbc import load_sbc
+
+        extra.append(sbc_section(load_sbc(args.sbc)))
+    if args.compare:
+        from bayesqid.compare import load_comparison
+        from bayesqid.report import compare_section
+
+        extra.append(compare_section(load_comparison(args.compare)))
     for path, run in zip(args.runs, runs, strict=True):
         if not run.diagnostics.passed:
             _log(f"warning: {path} FAILED its convergence gate (shown in the report): "
                  + "; ".join(run.diagnostics.problems))
     command = " ".join(["bayesqid", *(shlex.quote(a) for a in sys.argv[1:])]) if sys.argv[1:] else None
-    page = build_report(runs, command=command, labels=[Path(p).name for p in args.runs])
+    page = build_report(runs, command=command, labels=[Path(p).name for p in args.runs], extra=extra)
     path = write_atomic(args.out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     print(f"report written to {path}")
     failed = any(not run.diagnostics.passed for run in runs)
     return EXIT_ERROR if args.strict and failed else EXIT_OK
 
 
+def _cmd_sbc(args: argparse.Namespace) -> int:
+    from bayesqid.data import load_dataset
+    from bayesqid.fit import SamplerConfig
+    from bayesqid.sbc import format_tests, run_sbc
+    from bayesqid.spec import load_spec
+
+    _check_output(str(Path(args.out) / "summary.json"))
+    spec = load_spec(args.spec)
+    dataset = load_dataset(args.data)
+    # A local cluster runs one fit per single-threaded worker; in-process, a fit may use the cores.
+    cores = min(4, os.cpu_count() or 1) if args.scheduler == "synchronous" else 1
+    config = SamplerConfig.preset(args.preset, cores=cores)
+    result = run_sbc(spec, dataset, config, replicates=args.replicates, seed=args.seed, out=args.out,
+                     scheduler=args.scheduler, n_workers=args.workers, log=_log)
+    print(format_tests(result))
+    print(f"results in {args.out}: ranks.csv, uniformity.csv, ecdf.png, summary.json")
+    print(result.verdict)
+    return EXIT_OK if result.passed else EXIT_ERROR
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from bayesqid.outputs import write_csv
+    from bayesqid.run import load_run
+    from bayesqid.sensitivity import format_sensitivity, prior_sensitivity
+
+    run = load_run(args.run)
+    if args.out:
+        _check_output(args.out)
+    table = prior_sensitivity(run)
+    _warn_gate(run)
+    if args.out:
+        write_csv(_with_gate(table, run), args.out)
+        _log(f"wrote {len(table)} rows to {args.out}")
+    print("power-scaling sensitivity (ArviZ psens; notable at >= 0.05); 100T rows: new family, GPTQ g128, "
+          "WikiText-2, law-mean log QiD at 1e14 tokens")
+    print(format_sensitivity(table))
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bayesqid.compare import compare
+    from bayesqid.data import load_dataset
+    from bayesqid.fit import SamplerConfig
+
+    _check_output(str(Path(args.out) / "compare.csv"))
+    dataset = load_dataset(args.data)
+    # A local cluster runs one fit per single-threaded worker; in-process, a fit may use the cores.
+    cores = min(4, os.cpu_count() or 1) if args.scheduler == "synchronous" else 1
+    overrides = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
+    config = SamplerConfig.preset(args.preset, cores=cores, seed=args.seed, **overrides)
+    result = compare(args.items, dataset, cv=args.cv, out=args.out, scheduler=args.scheduler,
+                     n_workers=args.workers, config=config, seed=args.seed, prob=args.interval,
+                     quantile=args.quantile, retries=args.retries, log=_log)
+    _check_interrupted()
+    written = result.write(args.out)
+    print(result.summary())
+    print(f"results in {args.out}: " + ", ".join(p.name for p in written))
+    bad = bool(result.failed) or not result.table["gate_passed"].astype(bool).all()
+    return EXIT_ERROR if args.strict and bad else EXIT_OK
+
+
 COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict, "tokens": _cmd_tokens,
-            "training-level": _cmd_training_level, "report": _cmd_report}
+            "training-level": _cmd_training_level, "report": _cmd_report, "sbc": _cmd_sbc,
+            "sensitivity": _cmd_sensitivity, "compare": _cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -100,6 +100,23 @@ class Prior:
         # pm.draw drops the axis when draws == 1.
         return np.asarray(self.family.draw(self.args, rng, size), dtype=float).reshape(size)
 
+    def to_scipy(self) -> Any:
+        """The same distribution as a frozen :mod:`scipy.stats` object (log densities on draws).
+
+        PyMC parametrises Gamma and Exponential by rate, scipy by scale: converted here once.
+        """
+        from scipy import stats
+
+        a = self.args
+        return {
+            "normal": lambda: stats.norm(a.get("mu"), a.get("sigma")),
+            "student_t": lambda: stats.t(a.get("nu"), a.get("mu"), a.get("sigma")),
+            "halfnormal": lambda: stats.halfnorm(0.0, a.get("sigma")),
+            "exponential": lambda: stats.expon(0.0, 1.0 / a["lam"]),
+            "lognormal": lambda: stats.lognorm(a.get("sigma"), 0.0, np.exp(a.get("mu", 0.0))),
+            "gamma": lambda: stats.gamma(a.get("alpha"), 0.0, 1.0 / a["beta"]),
+        }[self.dist]()
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, as written in TOML: ``{"dist": "normal", "mu": 0, "sigma": 1}``."""
         return {"dist": self.dist, **self.args}

@@ -8,11 +8,13 @@ Layout. Sections that compare runs (:data:`CROSS_RUN_SECTIONS`; today the conver
 shown when there is more than one run) come first; then the per-run sections
 (:data:`RUN_SECTIONS`) are repeated for every run, in order. The first run's sections carry the
 plain ids (``data``, ``model``, ``convergence``, ``posterior``, ``ppc``, ``curves``,
-``extrapolation``, ``budgets``, ``provenance``); later runs append ``-run2``, ``-run3``...
+``extrapolation``, ``budgets``, ``sensitivity``, ``provenance``); later runs append ``-run2``,
+``-run3``... A calibration (``sbc``) or a law-form comparison (``compare``) given as ``extra``
+follows the cross-run sections.
 
 Extending. A section is a function returning a :class:`Section` or ``None`` (not applicable:
-the section is left out). Add it to :data:`RUN_SECTIONS` or :data:`CROSS_RUN_SECTIONS`; law
-comparison and simulation-based calibration slot in that way once they exist.
+the section is left out). Add it to :data:`RUN_SECTIONS` or :data:`CROSS_RUN_SECTIONS`, or pass a ready
+:class:`Section` as ``extra`` (simulation-based calibration, which belongs to no one run).
 """
 
 from __future__ import annotations
@@ -371,9 +373,29 @@ def provenance_section(run: Run, command: str | None = None) -> Section:
     return Section("provenance", "Provenance", "\n".join(body))
 
 
+def sensitivity_section(run: Run) -> Section | None:
+    """Power-scaling prior sensitivity of the coefficients and of the 100T table."""
+    from bayesqid.sensitivity import THRESHOLD, prior_sensitivity
+
+    if "log_likelihood" not in run.idata.groups():
+        return None
+    table = prior_sensitivity(run)
+    shown = table.assign(prior_sensitivity=table["prior_sensitivity"].map(lambda x: f"{x:.3f}"),
+                         likelihood_sensitivity=table["likelihood_sensitivity"].map(lambda x: f"{x:.3f}"))
+    moved = table.loc[table["prior_sensitivity"] >= THRESHOLD, "quantity"].tolist()
+    body = [f"<p>How far each quantity moves when the prior (or the likelihood) is raised to a power near 1 "
+            f"(ArviZ <code>psens</code>, importance-weighted, no refit). {THRESHOLD:g} or more is notable: "
+            "prior- and likelihood-sensitive suggests prior-data conflict; prior-sensitive only, a prior "
+            "that dominates a weak likelihood. <code>log_qid_1e14</code> rows are the law-mean log QiD "
+            "of the default 100T table (new family, GPTQ g128, WikiText-2).</p>",
+            f"<p>Prior-sensitive: {_e(', '.join(moved)) if moved else 'none'}.</p>", _table(shown)]
+    return Section("sensitivity", "Prior sensitivity", "\n".join(body))
+
+
 #: Per-run sections, in page order. A builder returning ``None`` leaves its section out.
 RUN_SECTIONS: list[SectionBuilder] = [data_section, model_section, convergence_section, posterior_section,
-                                      ppc_section, curves_section, extrapolation_section, budgets_section]
+                                      ppc_section, curves_section, extrapolation_section, budgets_section,
+                                      sensitivity_section]
 
 
 # --- cross-run sections ------------------------------------------------------------------------
@@ -399,6 +421,66 @@ def gates_section(runs: Sequence[Run], labels: Sequence[str]) -> Section | None:
 CROSS_RUN_SECTIONS: list[CrossRunBuilder] = [gates_section]
 
 
+def sbc_section(result: object) -> Section:
+    """Simulation-based calibration (a :class:`bayesqid.sbc.SBCResult`): verdict, tests, ECDF plots."""
+    import base64
+
+    from bayesqid.sbc import ECDF_FILE
+
+    summary = result.summary  # type: ignore[attr-defined]
+    tests = result.tests.copy()  # type: ignore[attr-defined]
+    for col in ("chi2", "ks", "mean_u"):
+        tests[col] = tests[col].map(lambda x: f"{x:.3f}")
+    for col in ("chi2_p", "ks_p", "threshold"):
+        tests[col] = tests[col].map(lambda x: f"{x:.2g}")
+    ok = bool(result.passed)  # type: ignore[attr-defined]
+    style = ("border:2px solid #2e7d32;background:#e8f5e9" if ok
+             else "border:3px solid #c62828;background:#ffebee;color:#b71c1c")
+    sampler = summary.get("sampler", {})
+    body = [f'<div style="{style};padding:8px 12px;"><b>{_e(result.verdict)}</b></div>',  # type: ignore[attr-defined]
+            f"<p>Spec <code>{_e(summary.get('spec'))}</code> on {summary.get('rows')} design rows; "
+            f"{summary.get('finished')} replicates ({summary.get('failed', 0)} failed to fit, "
+            f"{summary.get('gate_failures', 0)} with a failed convergence gate); sampler "
+            f"{_e(sampler.get('chains'))} chains x ({_e(sampler.get('tune'))} tune + "
+            f"{_e(sampler.get('draws'))} draws); root seed {summary.get('root_seed')}; wall time "
+            f"{float(summary.get('wall_seconds', 0)):.0f} s. "
+            "Each replicate draws parameters from the priors, simulates QiD on the design (censoring "
+            "included), fits, and ranks the truth among posterior draws thinned to about their "
+            "effective sample size. Calibrated: ranks uniform. Tests: chi-square on binned ranks and "
+            "Kolmogorov-Smirnov, Bonferroni over quantities and tests.</p>", _table(tests)]
+    directory = getattr(result, "directory", None)
+    png = directory / ECDF_FILE if directory is not None else None
+    if png is not None and png.is_file():
+        uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+        body.append(_img(uri, "SBC rank ECDF minus uniform, with simultaneous bands"))
+    return Section("sbc", "Simulation-based calibration", "\n".join(body))
+
+
+def compare_section(saved: object) -> Section:
+    """Law-form comparison (a :class:`bayesqid.compare.SavedComparison`): verdict and score tables."""
+    table = saved.table.copy()  # type: ignore[attr-defined]
+    cols = [c for c in ("spec", "law", "elpd_loo", "se_loo", "elpd_diff_loo", "dse_loo", "p_loo",
+                        "pareto_k_bad", "pareto_k_very_bad", "weight", "logo_elpd", "logo_diff", "logo_dse",
+                        "logo_coverage", "extrap_elpd", "extrap_diff", "extrap_dse", "extrap_coverage",
+                        "gate_passed", "failed_folds") if c in table.columns]
+    shown = table[cols].copy()
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f":
+            shown[col] = shown[col].map(lambda x: _fmt(float(x)))
+    body = [f"<pre>{_e(saved.summary)}</pre>",  # type: ignore[attr-defined]
+            "<p>elpd: expected log predictive density (higher is better); <code>*_diff</code>: how far "
+            "a form is behind the best, <code>*_dse</code>: the SE of that difference (under 2 SE: not "
+            "distinguishable). Leave-one-family-out scores each held-out family as a new family (joint "
+            "density of its rows); coverage is the share of held-out rows inside their 90% "
+            "new-measurement interval. Weights are ArviZ stacking weights.</p>", _table(shown)]
+    logo = saved.logo  # type: ignore[attr-defined]
+    if logo is not None and len(logo):
+        wide = logo.pivot_table(index="family", columns="spec", values="elpd_joint", aggfunc="first")
+        body += ["<p>Leave-one-family-out: joint elpd of each held-out family, by form.</p>",
+                 _table(wide.map(lambda x: _fmt(float(x))).reset_index())]
+    return Section("compare", "Law-form comparison", "\n".join(body))
+
+
 # --- the page ----------------------------------------------------------------------------------
 
 
@@ -408,7 +490,8 @@ def _template() -> jinja2.Template:
     return env.from_string(text)
 
 
-def build_report(runs: list[Run], *, command: str | None = None, labels: Sequence[str] | None = None) -> str:
+def build_report(runs: list[Run], *, command: str | None = None, labels: Sequence[str] | None = None,
+                 extra: Sequence[Section] = ()) -> str:
     """Render the uncertainty report of ``runs`` as one self-contained HTML page.
 
     Parameters
@@ -419,6 +502,9 @@ def build_report(runs: list[Run], *, command: str | None = None, labels: Sequenc
         The command line that built the report, recorded under provenance.
     labels : sequence of str, optional
         A name per run (file names, say); default ``run 1``, ``run 2``...
+    extra : sequence of Section
+        Sections not tied to one run (simulation-based calibration, say), shown after the
+        cross-run sections.
 
     Returns
     -------
@@ -433,7 +519,7 @@ def build_report(runs: list[Run], *, command: str | None = None, labels: Sequenc
     labels = list(labels) if labels is not None else [f"run {i + 1}" for i in range(len(runs))]
     if len(labels) != len(runs):
         raise BayesqidError(f"got {len(labels)} labels for {len(runs)} runs")
-    cross = [s for s in (b(runs, labels) for b in CROSS_RUN_SECTIONS) if s is not None]
+    cross = [s for s in (b(runs, labels) for b in CROSS_RUN_SECTIONS) if s is not None] + list(extra)
     blocks = []
     for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
         sections = [s for s in (b(run) for b in RUN_SECTIONS) if s is not None]

@@ -1,0 +1,806 @@
+"""Comparing law forms: PSIS-LOO, leave-one-family-out and extrapolation CV, stacking.
+
+The question behind a comparison is extrapolation: which form predicts a family it has never
+seen, and larger training-token counts D than it was fitted on? Three scores answer it:
+
+- **PSIS-LOO** (and WAIC) on the full fit of each spec, with ArviZ's stacking weights;
+- **leave-one-family-out** (LOGO): exact refits without one family, whose rows are then
+  predicted *as a new family* (effects drawn from the population). A family's score is the
+  joint log predictive density of its rows (they share one family effect per draw);
+- **extrapolation**: refits on the rows below a token quantile, predicting the larger-D rest.
+
+Every fit (full and per fold) goes through :func:`bayesqid.refit.refitter_for` and is fanned
+out with :func:`bayesqid.fanout.run_tasks`; fold tasks return small tidy frames computed on the
+worker, stored as they finish, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from bayesqid.constants import CI_PROB, DEFAULT_SEED, OBS
+from bayesqid.data import GRID_COLUMNS, Dataset, load_dataset
+from bayesqid.design import build_design
+from bayesqid.errors import BayesqidError, ConvergenceWarning, RunError
+from bayesqid.fanout import Outcome, Task, run_tasks
+from bayesqid.fit import SamplerConfig
+from bayesqid.likelihood import NUMPY, draw_residuals, observe, pointwise_logp
+from bayesqid.outputs import write_atomic, write_csv
+from bayesqid.posterior import flat, log_likelihood, n_samples, row_log_mu
+from bayesqid.predict import default_grid, predict
+from bayesqid.refit import derive_seed, refitter_for
+from bayesqid.run import Run, load_run
+from bayesqid.spec import ModelSpec, load_spec
+
+#: Cross-validation schemes that refit (PSIS-LOO and WAIC come with every comparison).
+CV_SCHEMES: tuple[str, ...] = ("loo", "logo", "extrapolate")
+
+#: Default share of each family's rows (by training tokens) that the extrapolation split fits on.
+DEFAULT_QUANTILE = 0.75
+
+#: Label given to a held-out family, so that it can never match a fitted level.
+HELD_OUT = "held-out:"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One law form in a comparison: a spec, and its full run when one was given.
+
+    Attributes
+    ----------
+    name : str
+        The spec's name (unique within a comparison).
+    spec : ModelSpec
+        The model.
+    source : str
+        Where it came from (spec file, shipped name or run file).
+    run : Run or None
+        A saved run of ``spec`` on the comparison's data, reused instead of a full fit.
+    """
+
+    name: str
+    spec: ModelSpec
+    source: str
+    run: Run | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of :func:`compare`; every table is a tidy DataFrame.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per spec (best first by PSIS-LOO): LOO, WAIC, stacking ``weight`` (sums to 1),
+        LOGO and extrapolation totals with the SE of their difference to the best spec.
+    logo : DataFrame
+        One row per spec x held-out family: joint and summed elpd, 90% coverage, status.
+    extrapolation : DataFrame
+        One row per spec x family with held-out rows: elpd, coverage, whether the family was fitted.
+    stacked_100t : DataFrame
+        The default 100T table (new family) per spec and stacked by the weights (``model``).
+    failed : dict
+        Fold or fit key -> one-line error, for tasks that failed after their retries.
+    runs : dict
+        Spec name -> full run.
+    cv : tuple of str
+        The schemes that were run.
+    dataset_label : str
+        Data path and size, for the summary.
+    """
+
+    table: pd.DataFrame
+    logo: pd.DataFrame
+    extrapolation: pd.DataFrame
+    stacked_100t: pd.DataFrame
+    failed: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+    cv: tuple[str, ...] = ("loo",)
+    dataset_label: str = ""
+
+    def summary(self) -> str:
+        """Plain-text verdict: the preferred form per score and how sure (elpd differences, SE)."""
+        return format_summary(self)
+
+    def write(self, out: str | os.PathLike[str]) -> list[Path]:
+        """Write ``compare.csv``, ``logo.csv``, ``extrapolation.csv``, ``stacked_100t.csv`` and
+        ``summary.txt`` to ``out`` (atomically, one by one); returns the paths written."""
+        out = Path(out)
+        paths = [write_csv(self.table, out / "compare.csv")]
+        if "logo" in self.cv:
+            paths.append(write_csv(self.logo, out / "logo.csv"))
+        if "extrapolate" in self.cv:
+            paths.append(write_csv(self.extrapolation, out / "extrapolation.csv"))
+        paths.append(write_csv(self.stacked_100t, out / "stacked_100t.csv"))
+        text = self.summary() + "\n"
+        paths.append(write_atomic(out / "summary.txt", lambda tmp: Path(tmp).write_text(text, "utf-8")))
+        return paths
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def resolve_candidates(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
+                       dataset: Dataset) -> list[Candidate]:
+    """Turn specs, spec names or paths, runs and run files into checked candidates.
+
+    Raises
+    ------
+    BayesqidError
+        Fewer than two candidates, a name given twice, an unknown spec or law, an unreadable
+        run, or a run fitted on other data than ``dataset``.
+    """
+    if len(items) < 2:
+        raise BayesqidError(f"compare needs at least two specs or runs, got {len(items)}")
+    out = []
+    for item in items:
+        out.append(_candidate(item, dataset))
+    names = [c.name for c in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BayesqidError(f"spec name(s) {twice} given more than once; each law form needs its own name")
+    return out
+
+
+def _candidate(item: str | os.PathLike[str] | ModelSpec | Run, dataset: Dataset) -> Candidate:
+    if isinstance(item, ModelSpec):
+        return Candidate(item.name, item, f"spec {item.name}")
+    if isinstance(item, Run):
+        _check_run_data(item, dataset, f"run of {item.spec.name!r}")
+        return Candidate(item.spec.name, item.spec, f"run of {item.spec.name}", item)
+    text = str(item)
+    if Path(text).suffix.lower() == ".nc":
+        run = load_run(text)
+        _check_run_data(run, dataset, text)
+        return Candidate(run.spec.name, run.spec, text, run)
+    spec = load_spec(text)
+    return Candidate(spec.name, spec, text)
+
+
+def _check_run_data(run: Run, dataset: Dataset, where: str) -> None:
+    if run.data_sha256 != dataset.sha256:
+        raise RunError(f"{where}: fitted on other data (sha256 {run.data_sha256[:12]}) than the "
+                       f"comparison's {dataset.path} (sha256 {dataset.sha256[:12]}); refit it or give "
+                       "the spec instead")
+
+
+def _check_cv(cv: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(str(c) for c in cv))
+    bad = [c for c in chosen if c not in CV_SCHEMES]
+    if bad:
+        raise BayesqidError(f"unknown cross-validation scheme {bad[0]!r}; known: {list(CV_SCHEMES)}")
+    # LOO needs no refit and feeds the stacking weights: it is always part of a comparison.
+    return ("loo", *[c for c in chosen if c != "loo"])
+
+
+# --- folds -------------------------------------------------------------------------------------
+
+
+def logo_masks(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Training masks of leave-one-family-out: family -> rows of every other family."""
+    family = dataset.frame["family"].astype(str).to_numpy()
+    return {f: family != f for f in sorted(set(family))}
+
+
+def extrapolation_mask(dataset: Dataset, quantile: float = DEFAULT_QUANTILE) -> np.ndarray:
+    """Training mask of the extrapolation split: rows whose D is at or below a token quantile.
+
+    A family measured at several D is split at the ``quantile`` of its own rows' D (at least its
+    largest D is held out, its smallest kept), so the fit must extrapolate that family to larger
+    D. A family measured at one D is kept or held out whole, by comparing its D with the
+    ``quantile`` of all rows' D; held out, it is predicted as a family never seen.
+    """
+    if not 0 < quantile < 1:
+        raise BayesqidError(f"token quantile must be in (0, 1), got {quantile!r}")
+    frame = dataset.frame
+    tokens = frame["tokens"].to_numpy(float)
+    family = frame["family"].astype(str).to_numpy()
+    cut_all = float(np.quantile(tokens, quantile))
+    train = np.ones(len(frame), dtype=bool)
+    for fam in set(family):
+        rows = family == fam
+        values = np.unique(tokens[rows])
+        if len(values) == 1:
+            train[rows] = values[0] <= cut_all
+            continue
+        cut = min(float(np.quantile(tokens[rows], quantile)), float(values[-2]))
+        train[rows] = tokens[rows] <= cut
+    if train.all() or not train.any():
+        raise BayesqidError(f"the token quantile {quantile} leaves no rows to "
+                            f"{'predict' if train.all() else 'fit'}; choose another --quantile")
+    return train
+
+
+def _safe(text: str) -> str:
+    """A filesystem-safe, still unique, rendering of a label (for task keys)."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+    return clean if clean == text else f"{clean}~{zlib.crc32(text.encode()):08x}"
+
+
+def _settings_hash(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
+                   *extra: Any) -> str:
+    """Hash of everything a stored fold result depends on: a store never serves stale results."""
+    # cores and progress change how a fit runs, not what it computes.
+    cfg = replace(config, seed=0, cores=1, progress=False)
+    text = json.dumps([spec.to_json(), dataset.sha256, repr(cfg), int(seed), *map(repr, extra)])
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# --- worker-side task functions ------------------------------------------------------------------
+
+
+def full_fit_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int) -> pd.DataFrame:
+    """Fit ``spec`` on all rows; return the run as NetCDF bytes in a one-row frame.
+
+    The pointwise log-likelihood is left out (it is most of the bytes) and recomputed from the
+    posterior where the run is read back (:func:`_decode_run`).
+    """
+    run = _fit(spec, dataset, config, seed, rows=None)
+    idata = run.idata
+    slim = az.InferenceData(**{g: idata[g] for g in idata.groups() if g != "log_likelihood"})
+    slim.attrs.update(idata.attrs)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.nc"
+        slim.to_netcdf(str(path), engine="h5netcdf")
+        blob = path.read_bytes()
+    return pd.DataFrame({"spec": [spec.name], "run_netcdf": [blob],
+                         "gate_passed": [run.diagnostics.passed]})
+
+
+def logo_fold_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
+                   seed: int, family: str, prob: float = CI_PROB) -> pd.DataFrame:
+    """Fit without ``family`` (``mask`` = training rows), score its rows as a new family.
+
+    Returns one row per held-out row: ``elpd`` (its own log predictive density), ``covered``
+    (inside the ``prob`` new-measurement interval) and ``elpd_joint`` (the family's joint log
+    predictive density, repeated on each of its rows).
+    """
+    run = _fit(spec, dataset, config, seed, rows=mask)
+    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
+    label = HELD_OUT + family
+    if label in run.levels["family"]:  # cannot happen with real data; guards the promise
+        raise BayesqidError(f"held-out label {label!r} is a fitted family")
+    held["family"] = label
+    scores = score_rows(run, held, seed=seed, prob=prob)
+    return scores.assign(spec=spec.name, fold=family, family=family,
+                         gate_passed=run.diagnostics.passed)
+
+
+def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
+                       seed: int, prob: float = CI_PROB) -> pd.DataFrame:
+    """Fit on the rows below the token split (``mask``), score the rest.
+
+    Held-out rows of fitted families use their family's effects; families held out whole are
+    new to the fit and take the population path. One row per held-out row, as
+    :func:`logo_fold_task`, with ``elpd_joint`` per family and a ``known_family`` flag.
+    """
+    run = _fit(spec, dataset, config, seed, rows=mask)
+    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
+    scores = score_rows(run, held, seed=seed, prob=prob)
+    fitted = set(run.levels["family"])
+    return scores.assign(spec=spec.name, fold="extrapolate", family=held["family"].astype(str).to_numpy(),
+                         known_family=[f in fitted for f in held["family"].astype(str)],
+                         gate_passed=run.diagnostics.passed)
+
+
+def _fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
+         rows: np.ndarray | None) -> Run:
+    with warnings.catch_warnings():
+        # The gate is recorded with every score (gate_passed) rather than warned about per fold.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return refitter_for(spec, dataset, config).fit(seed=seed, rows=rows)
+
+
+def score_rows(run: Run, frame: pd.DataFrame, *, seed: int, prob: float = CI_PROB) -> pd.DataFrame:
+    """Out-of-sample scores of ``frame``'s rows under ``run``.
+
+    Levels the run has not seen take the population path, with one effect per draw shared by
+    all rows of a level (the same draws :func:`bayesqid.predict.predict` uses with ``seed``).
+
+    Returns
+    -------
+    DataFrame
+        Per row: ``row`` (index in the template data), ``qid``, ``censored``, ``elpd``
+        (log-mean over draws of the row's likelihood, censoring included), ``pred_lower``,
+        ``pred_upper`` (the ``prob`` new-measurement interval), ``covered`` (inside it; a
+        censored row counts as covered when the lower bound is below the resolution), and
+        ``elpd_joint`` (log-mean over draws of the product over the rows of the row's family).
+    """
+    lik = run.spec.likelihood
+    qid = frame["qid"].to_numpy(float)
+    design = build_design(frame, run.levels)
+    log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
+    sigma = flat(run.idata, "sigma")[:, None]
+    y, censored = observe(qid, lik)
+    ll = pointwise_logp(y[None, :], censored[None, :], log_mu, sigma, lik, NUMPY)
+    s = ll.shape[0]
+    elpd = logsumexp(ll, axis=0) - np.log(s)
+    family = frame["family"].astype(str).to_numpy()
+    joint = np.empty(len(frame))
+    for fam in set(family):
+        rows = family == fam
+        joint[rows] = float(logsumexp(ll[:, rows].sum(axis=1)) - np.log(s))
+    bands = predict(run, frame[list(GRID_COLUMNS)], prob=prob, seed=seed)
+    lower, upper = bands["pred_lower"].to_numpy(), bands["pred_upper"].to_numpy()
+    covered = np.where(censored, lower < lik.censor_below, (lower <= qid) & (qid <= upper))
+    return pd.DataFrame({"row": frame.index.to_numpy(), "qid": qid, "censored": censored, "elpd": elpd,
+                         "pred_lower": lower, "pred_upper": upper, "covered": covered,
+                         "elpd_joint": joint})
+
+
+# --- the comparison ------------------------------------------------------------------------------
+
+
+def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
+            dataset: Dataset | str | os.PathLike[str] | None = None, *,
+            cv: Iterable[str] = CV_SCHEMES, out: str | os.PathLike[str] | None = None,
+            scheduler: str | None = None, n_workers: int | None = None,
+            config: SamplerConfig | None = None, seed: int = DEFAULT_SEED, prob: float = CI_PROB,
+            quantile: float = DEFAULT_QUANTILE, retries: int = 1,
+            log: Callable[[str], None] | None = None) -> Comparison:
+    """Compare law forms on one dataset by PSIS-LOO, leave-one-family-out and extrapolation.
+
+    Parameters
+    ----------
+    items : sequence
+        At least two of: :class:`ModelSpec`, shipped spec name, spec ``.toml`` path, :class:`Run`
+        or run ``.nc`` path (a run is reused as the full fit; it must be fitted on ``dataset``).
+    dataset : Dataset, path or None
+        The data (default: the bundled reference data).
+    cv : iterable of str
+        Schemes from :data:`CV_SCHEMES`; PSIS-LOO is always included.
+    out : path, optional
+        Directory of the outputs; fold results are kept in ``out/folds`` so that a second call
+        resumes, and full runs are written to ``out/runs/<spec>.nc``. Without it, nothing is
+        kept.
+    scheduler : str, optional
+        ``None`` (a local Dask cluster), ``"synchronous"`` or a scheduler address.
+    n_workers : int, optional
+        Workers of the local cluster (default: one per core).
+    config : SamplerConfig, optional
+        Sampler settings of every fit (default preset ``"default"``); seeds derive from ``seed``.
+    seed : int
+        Root seed: every fit's seed is :func:`bayesqid.refit.derive_seed` of it.
+    prob : float
+        Mass of the predictive intervals whose coverage is reported.
+    quantile : float
+        Token quantile of the extrapolation split (:func:`extrapolation_mask`).
+    retries : int
+        Extra attempts of a failing fit.
+    log : callable, optional
+        Progress lines.
+
+    Returns
+    -------
+    Comparison
+    """
+    say = log or (lambda _msg: None)
+    if not 0 < prob < 1:
+        raise BayesqidError(f"interval must be between 0 and 1, got {prob!r}")
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    schemes = _check_cv(cv)
+    candidates = resolve_candidates(items, data)
+    cfg = config or SamplerConfig.preset("default")
+    train_extrap = extrapolation_mask(data, quantile) if "extrapolate" in schemes else None
+    tasks, meta = _tasks(candidates, data, cfg, seed, schemes, prob, quantile, train_extrap)
+    say(f"comparing {len(candidates)} specs ({', '.join(c.name for c in candidates)}) on "
+        f"{len(data.frame)} rows: {len(tasks)} fits ({', '.join(schemes)})")
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="bayesqid-compare-") as tmp:
+            outcome = run_tasks(tasks, Path(tmp), scheduler=scheduler, n_workers=n_workers,
+                                retries=retries, log=say)
+    else:
+        outcome = run_tasks(tasks, Path(out) / "folds", scheduler=scheduler, n_workers=n_workers,
+                            retries=retries, log=say)
+    runs = _collect_runs(candidates, data, outcome, meta, out, say)
+    return _assemble(candidates, runs, data, outcome, meta, schemes, seed, prob)
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """What a task key stands for: the scheme, the spec and (LOGO) the held-out family."""
+
+    kind: str
+    spec: str
+    family: str = ""
+
+
+def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, seed: int,
+           schemes: tuple[str, ...], prob: float, quantile: float,
+           train_extrap: np.ndarray | None) -> tuple[list[Task], dict[str, _Fold]]:
+    tasks = []
+    meta: dict[str, _Fold] = {}
+    for cand in candidates:
+        spec = cand.spec
+        common = {"spec": spec, "dataset": data, "config": cfg}
+        if cand.run is None:
+            key = f"full-{_safe(spec.name)}-{_settings_hash(spec, data, cfg, seed)}"
+            tasks.append(Task(key, full_fit_task,
+                              {**common, "seed": derive_seed(seed, spec.name, "full")}))
+            meta[key] = _Fold("full", spec.name)
+        if "logo" in schemes:
+            h = _settings_hash(spec, data, cfg, seed, prob)
+            for fam, mask in logo_masks(data).items():
+                key = f"logo-{_safe(spec.name)}-{_safe(fam)}-{h}"
+                tasks.append(Task(key, logo_fold_task,
+                                  {**common, "mask": mask, "family": fam, "prob": prob,
+                                   "seed": derive_seed(seed, spec.name, "logo", fam)}))
+                meta[key] = _Fold("logo", spec.name, fam)
+        if train_extrap is not None:
+            h = _settings_hash(spec, data, cfg, seed, prob, quantile)
+            key = f"extrapolate-{_safe(spec.name)}-{h}"
+            tasks.append(Task(key, extrapolation_task,
+                              {**common, "mask": train_extrap, "prob": prob,
+                               "seed": derive_seed(seed, spec.name, "extrapolate")}))
+            meta[key] = _Fold("extrapolate", spec.name)
+    return tasks, meta
+
+
+def _collect_runs(candidates: Sequence[Candidate], data: Dataset, outcome: Outcome,
+                  meta: dict[str, _Fold], out: str | os.PathLike[str] | None,
+                  say: Callable[[str], None]) -> dict[str, Run]:
+    """Full runs by spec name: given ones, else decoded from the full-fit results."""
+    runs: dict[str, Run] = {}
+    for cand in candidates:
+        if cand.run is not None:
+            runs[cand.name] = cand.run
+            continue
+        key = next(k for k, m in meta.items() if m == _Fold("full", cand.name))
+        if key not in outcome.results:
+            reason = outcome.failed.get(key, "not run")
+            raise BayesqidError(f"the full fit of spec {cand.name!r} failed: {reason}")
+        run = _decode_run(outcome.results[key], cand.spec, data)
+        runs[cand.name] = run
+        if out is not None:
+            path = run.save(Path(out) / "runs" / f"{_safe(cand.name)}.nc")
+            say(f"full run of {cand.name} saved to {path}")
+    return runs
+
+
+def _decode_run(frame: pd.DataFrame, spec: ModelSpec, data: Dataset) -> Run:
+    """The run stored by :func:`full_fit_task`, with its pointwise log-likelihood restored."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.nc"
+        path.write_bytes(frame["run_netcdf"].iloc[0])
+        run = load_run(path)
+        for group in run.idata.groups():  # read everything before the temporary file goes
+            run.idata[group].load()
+    idata = run.idata
+    qid = data.frame["qid"].to_numpy(float)
+    idata.add_groups(log_likelihood=log_likelihood(idata, spec, build_design(data.frame), qid)
+                     .rename({"obs": OBS}))
+    return run
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _assemble(candidates: Sequence[Candidate], runs: dict[str, Run], data: Dataset, outcome: Outcome,
+              meta: dict[str, _Fold], schemes: tuple[str, ...], seed: int, prob: float) -> Comparison:
+    names = [c.name for c in candidates]
+    table = loo_table(runs, names)
+    table.insert(1, "law", [runs[n].spec.law for n in table["spec"]])
+    source = {c.name: c.source for c in candidates}
+    table.insert(2, "source", [source[n] for n in table["spec"]])
+    table.insert(3, "gate_passed", [runs[n].diagnostics.passed for n in table["spec"]])
+    rows = _fold_rows(outcome)
+    failed = {k: (meta[k], msg) for k, msg in outcome.failed.items()}
+    logo = logo_table(rows, names, failed) if "logo" in schemes else _empty_logo()
+    extrap = extrapolation_table(rows, names, failed) if "extrapolate" in schemes else _empty_extrap()
+    if "logo" in schemes:
+        table = table.merge(logo_totals(logo), on="spec", how="left")
+    if "extrapolate" in schemes:
+        table = table.merge(extrapolation_totals(rows, names), on="spec", how="left")
+    failed_by_spec = {n: [k for k, (m, _msg) in failed.items() if m.spec == n] for n in names}
+    table["failed_folds"] = [";".join(failed_by_spec[n]) for n in table["spec"]]
+    stacked = stacked_table(runs, dict(zip(table["spec"], table["weight"], strict=True)), seed=seed,
+                            prob=prob)
+    label = f"{data.path}: {len(data.frame)} rows, {data.frame['family'].nunique()} families"
+    return Comparison(table=table.reset_index(drop=True), logo=logo, extrapolation=extrap,
+                      stacked_100t=stacked, failed=dict(outcome.failed), runs=runs, cv=schemes,
+                      dataset_label=label)
+
+
+
+def loo_table(runs: dict[str, Run], names: Sequence[str]) -> pd.DataFrame:
+    """PSIS-LOO, WAIC and stacking weights of every full run (ArviZ), best first."""
+    with warnings.catch_warnings():
+        # Pareto-k and WAIC variance warnings are reported as columns, not as warnings.
+        warnings.simplefilter("ignore", UserWarning)
+        cmp = az.compare({n: runs[n].idata for n in names}, ic="loo", method="stacking")
+        rows = []
+        for n in names:
+            loo = az.loo(runs[n].idata, pointwise=True)
+            waic = az.waic(runs[n].idata)
+            k = np.asarray(loo.pareto_k)
+            good = float(loo.good_k)
+            rows.append({"spec": n, "n_rows": int(loo.n_data_points),
+                         "elpd_loo": float(loo.elpd_loo), "se_loo": float(loo.se),
+                         "p_loo": float(loo.p_loo), "elpd_diff_loo": float(cmp.loc[n, "elpd_diff"]),
+                         "dse_loo": float(cmp.loc[n, "dse"]), "rank_loo": int(cmp.loc[n, "rank"]) + 1,
+                         "pareto_k_good": int((k <= good).sum()),
+                         "pareto_k_bad": int(((k > good) & (k <= 1)).sum()),
+                         "pareto_k_very_bad": int((k > 1).sum()),
+                         "elpd_waic": float(waic.elpd_waic), "se_waic": float(waic.se),
+                         "p_waic": float(waic.p_waic), "weight": float(cmp.loc[n, "weight"])})
+    table = pd.DataFrame(rows)
+    # az.compare's weights sum to 1 up to its optimiser's tolerance; make it exact.
+    table["weight"] = table["weight"].clip(lower=0) / table["weight"].clip(lower=0).sum()
+    return table.sort_values("rank_loo", kind="stable").reset_index(drop=True)
+
+
+def _fold_rows(outcome: Outcome) -> pd.DataFrame:
+    """Every stored per-row fold score, one frame (full-fit results left out)."""
+    parts = [f for k, f in outcome.results.items() if not k.startswith("full-")]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+_LOGO_COLUMNS = ["spec", "family", "n_rows", "elpd_joint", "elpd_rows", "coverage", "gate_passed", "status"]
+_EXTRAP_COLUMNS = ["spec", "family", "known_family", "n_rows", "elpd_joint", "elpd_rows", "coverage",
+                   "gate_passed", "status"]
+
+
+def _empty_logo() -> pd.DataFrame:
+    return pd.DataFrame(columns=_LOGO_COLUMNS)
+
+
+def _empty_extrap() -> pd.DataFrame:
+    return pd.DataFrame(columns=_EXTRAP_COLUMNS)
+
+
+def _per_family(rows: pd.DataFrame) -> pd.DataFrame:
+    grouped = rows.groupby(["spec", "family"], sort=False)
+    return grouped.agg(n_rows=("elpd", "size"), elpd_joint=("elpd_joint", "first"),
+                       elpd_rows=("elpd", "sum"), coverage=("covered", "mean"),
+                       gate_passed=("gate_passed", "first")).reset_index()
+
+
+def logo_table(rows: pd.DataFrame, names: Sequence[str],
+               failed: dict[str, tuple[_Fold, str]]) -> pd.DataFrame:
+    """One row per spec x held-out family; failed folds are kept with their error in ``status``."""
+    done = rows[rows["fold"] != "extrapolate"] if len(rows) else rows
+    table = _per_family(done).assign(status="ok") if len(done) else _empty_logo()
+    missing = [{"spec": m.spec, "family": m.family, "status": f"failed: {msg}"}
+               for m, msg in failed.values() if m.kind == "logo"]
+    if missing:
+        table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True)
+    order = {n: i for i, n in enumerate(names)}
+    table = table.sort_values(["spec", "family"], key=lambda c: c.map(order) if c.name == "spec" else c)
+    return table[_LOGO_COLUMNS].reset_index(drop=True)
+
+
+
+def logo_totals(logo: pd.DataFrame) -> pd.DataFrame:
+    """LOGO totals per spec over the families every spec scored, with paired-difference SE."""
+    ok = logo[logo["status"] == "ok"]
+    wide = ok.pivot(index="family", columns="spec", values="elpd_joint").dropna()
+    rows_wide = ok.pivot(index="family", columns="spec", values="elpd_rows").reindex(wide.index)
+    cover = ok.set_index(["family", "spec"])
+    diffs = _paired(wide)
+    out = []
+    for spec in wide.columns:
+        fam = wide.index
+        covered = cover.loc[[(f, spec) for f in fam]]
+        out.append({"spec": spec, "logo_elpd": float(wide[spec].sum()),
+                    "logo_elpd_rows": float(rows_wide[spec].sum()),
+                    "logo_diff": diffs[spec][0], "logo_dse": diffs[spec][1],
+                    "logo_coverage": float((covered["coverage"] * covered["n_rows"]).sum()
+                                           / covered["n_rows"].sum()),
+                    "logo_families": len(fam)})
+    return pd.DataFrame(out, columns=["spec", "logo_elpd", "logo_elpd_rows", "logo_diff", "logo_dse",
+                                      "logo_coverage", "logo_families"])
+
+
+def _paired(wide: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per column: (how far its sum is behind the best column's, SE of that difference).
+
+    The convention and the SE are ArviZ's (``elpd_diff`` >= 0, ``sqrt(n * var(d_i))`` of the
+    unit-wise differences ``d_i``), so all three scores read alike.
+    """
+    if wide.empty:
+        return {c: (np.nan, np.nan) for c in wide.columns}
+    best = wide.sum().idxmax()
+    out = {}
+    for c in wide.columns:
+        d = (wide[best] - wide[c]).to_numpy()
+        out[c] = (float(d.sum()), float(np.sqrt(len(d) * np.var(d))))
+    return out
+
+
+def extrapolation_table(rows: pd.DataFrame, names: Sequence[str],
+                        failed: dict[str, tuple[_Fold, str]]) -> pd.DataFrame:
+    """One row per spec x family with held-out rows of the extrapolation split."""
+    part = rows[rows["fold"] == "extrapolate"] if len(rows) else rows
+    if len(part):
+        table = _per_family(part).merge(
+            part.groupby(["spec", "family"])["known_family"].first().reset_index(), on=["spec", "family"])
+        table["status"] = "ok"
+    else:
+        table = _empty_extrap()
+    missing = [{"spec": m.spec, "family": "", "status": f"failed: {msg}"}
+               for m, msg in failed.values() if m.kind == "extrapolate"]
+    if missing:
+        table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True)
+    order = {n: i for i, n in enumerate(names)}
+    table = table.sort_values(["spec", "family"], key=lambda c: c.map(order) if c.name == "spec" else c)
+    return table[_EXTRAP_COLUMNS].reset_index(drop=True)
+
+
+def extrapolation_totals(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Extrapolation elpd (sum over held-out rows), difference SE over rows, and coverage."""
+    cols = ["spec", "extrap_elpd", "extrap_diff", "extrap_dse", "extrap_coverage", "extrap_rows"]
+    part = rows[rows["fold"] == "extrapolate"] if len(rows) else rows
+    if not len(part):
+        return pd.DataFrame(columns=cols)
+    wide = part.pivot(index="row", columns="spec", values="elpd").dropna()
+    diffs = _paired(wide)
+    cover = part.groupby("spec")["covered"].mean()
+    return pd.DataFrame([{"spec": s, "extrap_elpd": float(wide[s].sum()), "extrap_diff": diffs[s][0],
+                          "extrap_dse": diffs[s][1], "extrap_coverage": float(cover[s]),
+                          "extrap_rows": len(wide)} for s in wide.columns], columns=cols)
+
+
+# --- stacked 100T table ----------------------------------------------------------------------------
+
+
+def stacked_table(runs: dict[str, Run], weights: dict[str, float], *, grid: pd.DataFrame | None = None,
+                  seed: int = DEFAULT_SEED, prob: float = CI_PROB) -> pd.DataFrame:
+    """Bands of each spec and of their stacking mixture on ``grid`` (default: the 100T table).
+
+    The mixture's draws are the union of every spec's posterior predictive draws, each spec's
+    weighted by its stacking weight over its number of draws; its bands are weighted quantiles.
+    Rows have ``model`` (a spec name or ``"stacked"``) and ``weight``.
+    """
+    grid = (default_grid() if grid is None else grid).reset_index(drop=True)
+    q = np.array([(1 - prob) / 2, 0.5, (1 + prob) / 2])
+    parts, mean_draws, pred_draws, draw_w = [], [], [], []
+    for name, run in runs.items():
+        parts.append(predict(run, grid, prob=prob, seed=seed).assign(model=name, weight=weights[name]))
+        log_mu, log_pred = _predictive_draws(run, grid, seed)
+        mean_draws.append(log_mu)
+        pred_draws.append(log_pred)
+        draw_w.append(np.full(len(log_mu), weights[name] / len(log_mu)))
+    w = np.concatenate(draw_w)
+    stacked = grid.copy()
+    for prefix, draws in (("mean", np.vstack(mean_draws)), ("pred", np.vstack(pred_draws))):
+        bands = np.exp(_weighted_quantiles(draws, w, q))
+        for j, suffix in enumerate(("lower", "median", "upper")):
+            stacked[f"{prefix}_{suffix}"] = bands[:, j]
+    stacked["new_levels"] = parts[0]["new_levels"].to_numpy()
+    stacked = stacked.assign(model="stacked", weight=float(sum(weights.values())))
+    table = pd.concat([*parts, stacked], ignore_index=True)
+    lead = ["model", "weight"]
+    return table[lead + [c for c in table.columns if c not in lead]]
+
+
+def _predictive_draws(run: Run, grid: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log law-mean and log new-measurement draws (samples x rows), as :func:`predict` makes them."""
+    noise = flat(run.idata, "sigma") * draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]),
+                                                      (n_samples(run.idata),))
+    log_mu = row_log_mu(run.idata, run.spec, build_design(grid, run.levels), seed=seed)
+    return log_mu, log_mu + noise[:, None]
+
+
+def _weighted_quantiles(draws: np.ndarray, weights: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Quantiles ``q`` of every column of ``draws`` under per-draw ``weights``: (columns, len(q))."""
+    out = np.empty((draws.shape[1], len(q)))
+    for j in range(draws.shape[1]):
+        order = np.argsort(draws[:, j])
+        values, w = draws[order, j], weights[order]
+        # midpoint rule: the empirical CDF at each sorted draw, centred on its own mass
+        cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
+        out[j] = np.interp(q, cdf, values)
+    return out
+
+
+# --- summary -------------------------------------------------------------------------------------
+
+
+def _certainty(diff: float, se: float) -> str:
+    """How sure a lead of ``diff`` elpd (with standard error ``se``) is, in words.
+
+    Under 2 SE the forms are not distinguishable; 2 to 4 SE is a probable, above 4 SE a clear
+    preference (the usual reading of ``elpd_diff / dse``).
+    """
+    if not np.isfinite(diff) or not np.isfinite(se):
+        return "not available"
+    if se <= 0:
+        return "identical scores" if diff == 0 else f"{diff:.1f} elpd ahead"
+    z = diff / se
+    verdict = ("not distinguishable" if z < 2 else "probably better" if z < 4 else "clearly better")
+    return f"{diff:.1f} ± {se:.1f} elpd ahead ({z:.1f} SE: {verdict})"
+
+
+def _verdict(table: pd.DataFrame, score: str, diff: str, dse: str, what: str) -> list[str]:
+    ranked = table.dropna(subset=[score]).sort_values(score, ascending=False)
+    if len(ranked) < 2:
+        return [f"{what}: not enough scored specs"]
+    best, second = ranked.iloc[0], ranked.iloc[1]
+    lines = [f"{what}: prefers {best['spec']}; over {second['spec']}: "
+             f"{_certainty(float(second[diff]), float(second[dse]))}"]
+    for r in ranked.iloc[2:].itertuples(index=False):
+        lines.append(f"    over {r.spec}: {_certainty(float(getattr(r, diff)), float(getattr(r, dse)))}")
+    return lines
+
+
+def format_summary(result: Comparison) -> str:
+    """The printed verdict of a comparison (see :meth:`Comparison.summary`)."""
+    t = result.table
+    lines = [f"compared {len(t)} law forms on {result.dataset_label}", ""]
+    lines.append(f"{'spec':<16} {'law':<10} {'elpd_loo':>10} {'se':>7} {'p_loo':>7} {'k>good':>7} "
+                 f"{'weight':>7}" + (f" {'logo_elpd':>10} {'cover':>6}" if "logo" in result.cv else "")
+                 + (f" {'extrap':>9} {'cover':>6}" if "extrapolate" in result.cv else ""))
+    for r in t.itertuples(index=False):
+        line = (f"{r.spec[:16]:<16} {r.law[:10]:<10} {r.elpd_loo:>10.1f} {r.se_loo:>7.1f} {r.p_loo:>7.1f} "
+                f"{r.pareto_k_bad + r.pareto_k_very_bad:>7d} {r.weight:>7.3f}")
+        if "logo" in result.cv:
+            line += f" {r.logo_elpd:>10.1f} {r.logo_coverage:>6.0%}"
+        if "extrapolate" in result.cv:
+            line += f" {r.extrap_elpd:>9.1f} {r.extrap_coverage:>6.0%}"
+        lines.append(line)
+    lines.append("")
+    lines += _verdict(t, "elpd_loo", "elpd_diff_loo", "dse_loo", "PSIS-LOO (rows)")
+    if "logo" in result.cv:
+        lines += _verdict(t, "logo_elpd", "logo_diff", "logo_dse", "leave-one-family-out (new family)")
+    if "extrapolate" in result.cv:
+        lines += _verdict(t, "extrap_elpd", "extrap_diff", "extrap_dse", "extrapolation to larger D")
+    top = t.sort_values("weight", ascending=False).iloc[0]
+    lines.append(f"stacking weights: " + ", ".join(f"{r.spec} {r.weight:.2f}" for r in t.itertuples())
+                 + f" (largest: {top['spec']})")
+    bad_k = t[(t["pareto_k_bad"] + t["pareto_k_very_bad"]) > 0]
+    for r in bad_k.itertuples(index=False):
+        lines.append(f"warning: {r.spec}: {r.pareto_k_bad + r.pareto_k_very_bad} rows with Pareto k above "
+                     "the reliable limit; its PSIS-LOO is optimistic there (trust LOGO more)")
+    for r in t[~t["gate_passed"].astype(bool)].itertuples(index=False):
+        lines.append(f"warning: the full fit of {r.spec} FAILED its convergence gate")
+    for key, msg in result.failed.items():
+        lines.append(f"FAILED fold {key}: {msg}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SavedComparison:
+    """The tables a comparison wrote to a directory (see :func:`load_comparison`)."""
+
+    directory: Path
+    table: pd.DataFrame
+    logo: pd.DataFrame | None
+    summary: str
+
+
+def load_comparison(out: str | os.PathLike[str]) -> SavedComparison:
+    """Read ``compare.csv``, ``logo.csv`` (if written) and ``summary.txt`` from ``out``.
+
+    Raises
+    ------
+    BayesqidError
+        ``out`` holds no finished comparison.
+    """
+    directory = Path(out)
+    table_path, summary_path = directory / "compare.csv", directory / "summary.txt"
+    if not table_path.is_file() or not summary_path.is_file():
+        raise BayesqidError(f"{directory}: no finished comparison (compare.csv and summary.txt are "
+                            "written by 'bayesqid compare --out DIR')")
+    logo_path = directory / "logo.csv"
+    return SavedComparison(directory, pd.read_csv(table_path),
+                           pd.read_csv(logo_path) if logo_path.is_file() else None,
+                           summary_path.read_text(encoding="utf-8"))
+
+
+__all__ = ["CV_SCHEMES", "Candidate", "Comparison", "SavedComparison", "compare", "extrapolation_mask",
+           "load_comparison", "logo_masks", "resolve_candidates", "score_rows", "stacked_table"]
