@@ -438,8 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # The gate is printed by the commands themselves.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            # PyTensor warns at import when its C backend finds no BLAS to link. The models have
-            # no matrix products and nutpie compiles with numba, so it only adds noise here.
+            # PyTensor warns at import when its C backend finds no BLAS to link. The graphs have
+            # no PyTensor matrix products (the collapsed engine calls SciPy's LAPACK itself) and
+            # nutpie compiles with numba, so it only adds noise here.
             warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
             # Other warnings (e.g. duplicated rows kept) print as one line, not file:line + source.
             warnings.showwarning = lambda message, *_a, **_k: print(

@@ -34,7 +34,7 @@ from bayesqid.outputs import write_atomic
 _KEY = re.compile(r"^[A-Za-z0-9._=-]+$")
 
 #: Warnings filter of local workers: PyTensor warns at import when it finds no BLAS to link; the
-#: models have no matrix products, and the command line silences the same warning.
+#: graphs have no PyTensor matrix products, and the command line silences the same warning.
 _WORKER_WARNINGS = "ignore:PyTensor could not link to a BLAS:UserWarning"
 
 #: Suffix of stored results.
