@@ -48,7 +48,8 @@ def bench_bayesqid(spec: str, sampler: str) -> dict[str, float]:
 def bench_anchor(sampler: str) -> dict[str, float]:
     wall, stdout = timed([sys.executable, str(ANCHOR), sampler])
     fields = dict(re.findall(r"(\w+)=([\w.]+)", stdout.strip().splitlines()[-1]))
-    return {"wall_s": wall, "sampling_s": float(fields["wall_s"]), "min_ess_bulk": float(fields["min_ess_bulk"]),
+    return {"wall_s": wall, "sampling_s": float(fields["wall_s"]),
+            "min_ess_bulk": float(fields["min_ess_bulk"]),
             "max_rhat": float(fields["max_rhat"]), "divergences": float(fields["divergences"])}
 
 

@@ -13,8 +13,15 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesqid as bq
-from bayesqid.collapsed import (CENSORED_XTY, _gram, collapsible, draw_coefficients, linear_system, slot_count,
-                                sufficient_stats)
+from bayesqid.collapsed import (
+    CENSORED_XTY,
+    _gram,
+    collapsible,
+    draw_coefficients,
+    linear_system,
+    slot_count,
+    sufficient_stats,
+)
 from bayesqid.design import build_design
 from bayesqid.engine import CollapsedEngine, DirectEngine, make_engine
 from bayesqid.marginal import marginal_logp, marginal_numpy
@@ -36,9 +43,9 @@ def _problem(seed: int = 0, p: int = 9, n: int = 40, m: int = 6, k: int = 3):
         xc[i, cidx[i]] = cval[i]
     used = cmask == 1
     sxx = x.T @ x + xc[used].T @ xc[used]
-    data = dict(sxx=sxx, sxy=x.T @ y, syy=float(y @ y), n=float(n), m0=rng.normal(size=p),
-                cidx=cidx, cval=cval, cmask=cmask)
-    point = dict(lam=rng.uniform(0.3, 3.0, p), w=1.3, yc=rng.normal(size=m))
+    data = {"sxx": sxx, "sxy": x.T @ y, "syy": float(y @ y), "n": float(n), "m0": rng.normal(size=p),
+            "cidx": cidx, "cval": cval, "cmask": cmask}
+    point = {"lam": rng.uniform(0.3, 3.0, p), "w": 1.3, "yc": rng.normal(size=m)}
     return x, y, xc, data, point
 
 
@@ -75,7 +82,8 @@ def test_marginal_matches_dense_gaussian_and_finite_differences():
 
     np.testing.assert_allclose(d_lam, fd(lambda v: _dense_logp(x, y, xc, data, v, w, yc), lam), atol=1e-6)
     np.testing.assert_allclose(d_yc, fd(lambda v: _dense_logp(x, y, xc, data, lam, w, v), yc), atol=1e-6)
-    fd_w = (_dense_logp(x, y, xc, data, lam, w + eps, yc) - _dense_logp(x, y, xc, data, lam, w - eps, yc)) / (2 * eps)
+    fd_w = (_dense_logp(x, y, xc, data, lam, w + eps, yc)
+            - _dense_logp(x, y, xc, data, lam, w - eps, yc)) / (2 * eps)
     assert d_w == pytest.approx(fd_w, abs=1e-5)
     # Unused slots do not touch the likelihood.
     assert d_yc[[2, 5]].tolist() == [0.0, 0.0]

@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"directory of the results (default: {DEFAULT_COMPARE}); rerunning with the "
                    "same directory resumes")
     p.add_argument("--scheduler", help="Dask scheduler address, or 'synchronous' (default: a local cluster)")
-    p.add_argument("--workers", type=_positive_int, help="workers of the local cluster (default: one per core)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="workers of the local cluster (default: one per core)")
     p.add_argument("--preset", choices=["default", "ci"], default="default",
                    help="sampler settings of every fit (default: those of 'bayesqid fit')")
     p.add_argument("--draws", type=_positive_int, help="override the preset's kept draws per chain")

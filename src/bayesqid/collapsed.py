@@ -200,7 +200,8 @@ def sufficient_stats(spec: ModelSpec, system: LinearSystem, qid: np.ndarray,
                  float(np.log(spec.likelihood.censor_below)))
 
 
-def _precisions(spec: ModelSpec, system: LinearSystem) -> tuple[pt.TensorVariable, dict[str, pt.TensorVariable]]:
+def _precisions(spec: ModelSpec,
+                system: LinearSystem) -> tuple[pt.TensorVariable, dict[str, pt.TensorVariable]]:
     """Prior precision vector of ``theta`` (inside a model context) and the scale variables."""
     parts = [pt.as_tensor_variable(system.pop_precision)]
     sds = {}

@@ -613,7 +613,7 @@ def _paired(wide: pd.DataFrame) -> dict[str, tuple[float, float]]:
     unit-wise differences ``d_i``), so all three scores read alike.
     """
     if wide.empty:
-        return {c: (np.nan, np.nan) for c in wide.columns}
+        return dict.fromkeys(wide.columns, (np.nan, np.nan))
     best = wide.sum().idxmax()
     out = {}
     for c in wide.columns:
@@ -760,7 +760,7 @@ def format_summary(result: Comparison) -> str:
     if "extrapolate" in result.cv:
         lines += _verdict(t, "extrap_elpd", "extrap_diff", "extrap_dse", "extrapolation to larger D")
     top = t.sort_values("weight", ascending=False).iloc[0]
-    lines.append(f"stacking weights: " + ", ".join(f"{r.spec} {r.weight:.2f}" for r in t.itertuples())
+    lines.append("stacking weights: " + ", ".join(f"{r.spec} {r.weight:.2f}" for r in t.itertuples())
                  + f" (largest: {top['spec']})")
     bad_k = t[(t["pareto_k_bad"] + t["pareto_k_very_bad"]) > 0]
     for r in bad_k.itertuples(index=False):

@@ -23,8 +23,16 @@ import arviz as az
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bayesqid.collapsed import (CENSORED_XTY, GAP, build_collapsed_model, collapsible, draw_coefficients,
-                                linear_system, slot_count, sufficient_stats)
+from bayesqid.collapsed import (
+    CENSORED_XTY,
+    GAP,
+    build_collapsed_model,
+    collapsible,
+    draw_coefficients,
+    linear_system,
+    slot_count,
+    sufficient_stats,
+)
 from bayesqid.design import Design
 from bayesqid.model import build_model
 from bayesqid.spec import ModelSpec

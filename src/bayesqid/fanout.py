@@ -220,7 +220,8 @@ def _run_dask(todo: Sequence[Task], store: Path, results: dict[str, pd.DataFrame
             try:
                 client = Client(scheduler, timeout="30s")
             except (OSError, TimeoutError) as err:
-                raise BayesqidError(f"cannot reach the Dask scheduler {scheduler!r}: {_one_line(err)}") from None
+                raise BayesqidError(
+                    f"cannot reach the Dask scheduler {scheduler!r}: {_one_line(err)}") from None
         # A per-call token keeps two comparisons on one shared scheduler from colliding.
         token = uuid.uuid4().hex[:8]
         by_future = {}

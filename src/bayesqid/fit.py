@@ -25,8 +25,8 @@ from bayesqid.constants import DEFAULT_SEED, GROUPS, OBS
 from bayesqid.data import Dataset
 from bayesqid.design import build_design
 from bayesqid.diagnostics import check_convergence
-from bayesqid.errors import BayesqidError, ConvergenceWarning
 from bayesqid.engine import CollapsedEngine, DirectEngine, make_engine
+from bayesqid.errors import BayesqidError, ConvergenceWarning
 from bayesqid.posterior import log_likelihood
 from bayesqid.run import Run
 from bayesqid.spec import ModelSpec

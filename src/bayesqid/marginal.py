@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.gradient import disconnected_type
 from scipy.linalg.lapack import dpotrf, dtrtri
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -49,6 +49,21 @@ def _factor_numpy(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise np.linalg.LinAlgError("marginal likelihood: precision matrix is not positive definite")
     inv, info = dtrtri(chol, lower=1)
     return np.triu(inv.T), np.diag(chol).copy()
+
+
+def _assemble(xp: Any, lam: Any, w: Any, yc: Any, sxx: Any, m0: Any, cidx: Any, cval: Any, cmask: Any,
+              sxy_all: Any, syy_all: Any, n_all: Any, b: Any, mu: Any, sigma_diag: Any,
+              logdet: Any) -> tuple[Any, Any, Any, Any]:
+    """Log density and gradients from the factorised system; ``xp`` is numpy or jax.numpy."""
+    p = lam.shape[0]
+    logp = (0.5 * n_all * (xp.log(w) - LOG_2PI) + 0.5 * xp.log(lam).sum() - 0.5 * logdet
+            - 0.5 * (w * syy_all + lam @ (m0 * m0) - b @ mu))
+    d_lam = 0.5 / lam - 0.5 * sigma_diag - 0.5 * (mu - m0) ** 2
+    d_w = (0.5 * n_all / w
+           - 0.5 * ((p - lam @ sigma_diag) / w + syy_all - 2.0 * mu @ sxy_all + mu @ (sxx @ mu)))
+    fitted = (cval * mu[cidx]).sum(axis=1)
+    d_yc = -w * (yc - fitted) * cmask
+    return logp, d_lam, d_w, d_yc
 
 
 def marginal_numpy(lam: np.ndarray, w: float, yc: np.ndarray, sxx: np.ndarray, sxy: np.ndarray,
@@ -89,14 +104,8 @@ def marginal_numpy(lam: np.ndarray, w: float, yc: np.ndarray, sxx: np.ndarray, s
     chol_inv_t, chol_diag = _factor_numpy(a)
     mu = chol_inv_t @ (chol_inv_t.T @ b)
     sigma_diag = np.einsum("ij,ij->i", chol_inv_t, chol_inv_t)
-    logdet = 2.0 * np.log(chol_diag).sum()
-    logp = (0.5 * n_all * (np.log(w) - LOG_2PI) + 0.5 * np.log(lam).sum() - 0.5 * logdet
-            - 0.5 * (w * syy_all + lam @ (m0 * m0) - b @ mu))
-    d_lam = 0.5 / lam - 0.5 * sigma_diag - 0.5 * (mu - m0) ** 2
-    d_w = (0.5 * n_all / w
-           - 0.5 * ((p - lam @ sigma_diag) / w + syy_all - 2.0 * mu @ sxy_all + mu @ (sxx @ mu)))
-    fitted = (cval * mu[cidx]).sum(axis=1)
-    d_yc = -w * (yc - fitted) * cmask
+    logp, d_lam, d_w, d_yc = _assemble(np, lam, w, yc, sxx, m0, cidx, cval, cmask, sxy_all, syy_all,
+                                       n_all, b, mu, sigma_diag, 2.0 * np.log(chol_diag).sum())
     return float(logp), d_lam, float(d_w), d_yc
 
 
@@ -162,7 +171,7 @@ def _register_numba() -> None:
     nonunit = np.array([ord("N")], np.int8)
 
     @register_funcify_default_op_cache_key(MarginalLogp)
-    def _funcify(op, node=None, **kwargs):  # noqa: ARG001
+    def _funcify(op, node=None, **kwargs):
         @numba_njit
         def marginal(lam, w_arr, yc, sxx, sxy, syy_arr, n_arr, m0, cidx, cval, cmask):
             w = w_arr.item()
@@ -234,7 +243,7 @@ def _register_jax() -> None:
         return
 
     @jax_funcify.register(MarginalLogp)
-    def _funcify(op, **kwargs):  # noqa: ARG001
+    def _funcify(op, **kwargs):
         import jax.numpy as jnp
         from jax.scipy.linalg import solve_triangular as jsolve
 
@@ -250,15 +259,8 @@ def _register_jax() -> None:
             chol_inv = jsolve(chol, jnp.eye(p), lower=True)
             mu = chol_inv.T @ (chol_inv @ b)
             sigma_diag = (chol_inv * chol_inv).sum(axis=0)
-            logdet = 2.0 * jnp.log(jnp.diag(chol)).sum()
-            logp = (0.5 * n_all * (jnp.log(w) - LOG_2PI) + 0.5 * jnp.log(lam).sum() - 0.5 * logdet
-                    - 0.5 * (w * syy_all + lam @ (m0 * m0) - b @ mu))
-            d_lam = 0.5 / lam - 0.5 * sigma_diag - 0.5 * (mu - m0) ** 2
-            d_w = (0.5 * n_all / w
-                   - 0.5 * ((p - lam @ sigma_diag) / w + syy_all - 2.0 * mu @ sxy_all + mu @ (sxx @ mu)))
-            fitted = (cval * mu[cidx]).sum(axis=1)
-            d_yc = -w * (yc - fitted) * cmask
-            return logp, d_lam, d_w, d_yc
+            return _assemble(jnp, lam, w, yc, sxx, m0, cidx, cval, cmask, sxy_all, syy_all, n_all, b,
+                             mu, sigma_diag, 2.0 * jnp.log(jnp.diag(chol)).sum())
 
         return marginal
 

@@ -112,7 +112,8 @@ def _level_effects(name: str, sd: Any, centred: np.ndarray, dims: str) -> Any:
 AGGREGATE_BELOW = 0.8
 
 
-def _design_points(x: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+def _design_points(x: dict[str, np.ndarray],
+                   codes: dict[str, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
     """Distinct design points of the rows: (count, first row of each, point of every row)."""
     keys = np.column_stack([x[k] for k in sorted(x)] + [codes[g].astype(float) for g in sorted(codes)])
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)

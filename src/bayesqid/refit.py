@@ -16,9 +16,9 @@ from dataclasses import replace
 import numpy as np
 
 from bayesqid.data import Dataset
-from bayesqid.errors import BayesqidError
 from bayesqid.design import build_design
 from bayesqid.engine import make_engine
+from bayesqid.errors import BayesqidError
 from bayesqid.fit import SamplerConfig, sample_run
 from bayesqid.run import Run
 from bayesqid.spec import ModelSpec
