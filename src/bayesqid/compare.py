@@ -577,11 +577,17 @@ def logo_table(rows: pd.DataFrame, names: Sequence[str],
     table = _per_family(done).assign(status="ok") if len(done) else _empty_logo()
     missing = [{"spec": m.spec, "family": m.family, "status": f"failed: {msg}"}
                for m, msg in failed.values() if m.kind == "logo"]
+    return _with_failures(table, missing, names, _LOGO_COLUMNS)
+
+
+def _with_failures(table: pd.DataFrame, missing: list[dict[str, str]], names: Sequence[str],
+                   columns: Sequence[str]) -> pd.DataFrame:
+    """``table`` plus one row per failed fold, sorted by spec (in ``names`` order) and family."""
     if missing:
         table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True)
     order = {n: i for i, n in enumerate(names)}
     table = table.sort_values(["spec", "family"], key=lambda c: c.map(order) if c.name == "spec" else c)
-    return table[_LOGO_COLUMNS].reset_index(drop=True)
+    return table[list(columns)].reset_index(drop=True)
 
 
 
@@ -634,11 +640,7 @@ def extrapolation_table(rows: pd.DataFrame, names: Sequence[str],
         table = _empty_extrap()
     missing = [{"spec": m.spec, "family": "", "status": f"failed: {msg}"}
                for m, msg in failed.values() if m.kind == "extrapolate"]
-    if missing:
-        table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True)
-    order = {n: i for i, n in enumerate(names)}
-    table = table.sort_values(["spec", "family"], key=lambda c: c.map(order) if c.name == "spec" else c)
-    return table[_EXTRAP_COLUMNS].reset_index(drop=True)
+    return _with_failures(table, missing, names, _EXTRAP_COLUMNS)
 
 
 def extrapolation_totals(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:

@@ -191,17 +191,23 @@ def sample_run(engine: DirectEngine | CollapsedEngine, template: Dataset, cfg: S
     spec, design = engine.spec, engine.design
     frame = template.frame
     if qid is not None:
-        frame = frame.assign(qid=np.asarray(qid, dtype=float))
+        qid = np.asarray(qid, dtype=float)
+        if qid.shape != (len(frame),):
+            raise BayesqidError(f"qid has shape {qid.shape}, expected ({len(frame)},)")
+        frame = frame.assign(qid=qid)
     if rows is not None:
-        frame = frame[np.asarray(rows, bool)].reset_index(drop=True)
+        rows = np.asarray(rows, dtype=bool)
+        if rows.shape != (len(frame),) or not rows.any():
+            raise BayesqidError("rows must be a non-empty boolean mask over the template rows")
+        frame = frame[rows].reset_index(drop=True)
     dataset = template if frame is template.frame else Dataset(frame, template.path, template.excluded)
     say(f"building model {spec.name!r} ({spec.law}, {engine.name} engine) on {len(frame)} rows, "
         + ", ".join(f"{len(design.levels[g])} {g} levels" for g in GROUPS))
     say(f"sampling with {cfg.sampler}: {cfg.chains} chains x ({cfg.tune} tune + {cfg.draws} draws), "
         f"seed {cfg.seed}")
     start = time.perf_counter()
-    full_qid = (template.frame["qid"].to_numpy(float) if qid is None else np.asarray(qid, dtype=float))
-    raw = engine.sample(cfg, full_qid, None if rows is None else np.asarray(rows, bool))
+    full_qid = template.frame["qid"].to_numpy(float) if qid is None else qid
+    raw = engine.sample(cfg, full_qid, rows)
     seconds = time.perf_counter() - start
     # nutpie and PyMC answer Ctrl-C by returning the draws made so far. A run must never be built
     # from such a partial trace: treat a short trace as the interruption it was.

@@ -18,7 +18,6 @@ import numpy as np
 from bayesqid.data import Dataset
 from bayesqid.design import build_design
 from bayesqid.engine import make_engine
-from bayesqid.errors import BayesqidError
 from bayesqid.fit import SamplerConfig, sample_run
 from bayesqid.run import Run
 from bayesqid.spec import ModelSpec
@@ -44,23 +43,6 @@ class Refitter:
         self.engine = make_engine(spec, build_design(dataset.frame), dataset.frame["qid"].to_numpy(float),
                                   collapse=self.config.collapse)
 
-    def subset(self, rows: np.ndarray | None = None, qid: np.ndarray | None = None) -> Dataset:
-        """The dataset one fit sees: template rows where ``rows`` is True, ``qid`` replaced."""
-        frame = self.dataset.frame
-        if qid is not None:
-            qid = np.asarray(qid, dtype=float)
-            if qid.shape != (len(frame),):
-                raise BayesqidError(f"qid has shape {qid.shape}, expected ({len(frame)},)")
-            frame = frame.assign(qid=qid)
-        if rows is not None:
-            rows = np.asarray(rows, dtype=bool)
-            if rows.shape != (len(frame),) or not rows.any():
-                raise BayesqidError("rows must be a non-empty boolean mask over the template rows")
-            frame = frame[rows].reset_index(drop=True)
-        if rows is None and qid is None:
-            return self.dataset
-        return Dataset(frame, self.dataset.path, self.dataset.excluded)
-
     def fit(self, *, seed: int, rows: np.ndarray | None = None, qid: np.ndarray | None = None,
             log: Callable[[str], None] | None = None) -> Run:
         """Fit the spec on ``subset(rows, qid)`` with ``seed``; returns an ordinary :class:`Run`.
@@ -76,7 +58,6 @@ class Refitter:
         log : callable, optional
             Progress lines.
         """
-        self.subset(rows, qid)  # validates the arguments
         return sample_run(self.engine, self.dataset, replace(self.config, seed=int(seed)),
                           rows=rows, qid=qid, log=log)
 
