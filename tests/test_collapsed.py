@@ -187,15 +187,16 @@ def test_collapsible_says_why_not():
     assert "prior of 'alpha'" in collapsible(wide)
 
 
-def test_make_engine_picks_collapsed_only_when_allowed(reference):
+def test_make_engine_builds_collapsed_only_when_allowed(reference):
     spec = bq.load_spec()
     design = build_design(reference.frame)
     qid = reference.frame["qid"].to_numpy(float)
     normal = replace(spec, likelihood=replace(spec.likelihood, kind="normal"))
-    assert isinstance(make_engine(normal, design, qid), CollapsedEngine)
-    assert isinstance(make_engine(normal, design, qid, collapse=False), DirectEngine)
+    assert isinstance(make_engine(normal, design, qid, "collapsed"), CollapsedEngine)
+    assert isinstance(make_engine(normal, design, qid, "direct"), DirectEngine)
     student = replace(spec, likelihood=replace(spec.likelihood, kind="student_t"))
-    assert isinstance(make_engine(student, design, qid), DirectEngine)
+    with pytest.raises(ValueError, match="cannot be collapsed"):
+        make_engine(student, design, qid, "collapsed")
 
 
 # --- real fits -------------------------------------------------------------------------------
@@ -224,11 +225,11 @@ def _normal_family_spec():
 def test_collapsed_and_direct_engines_sample_the_same_posterior(reference):
     data = _simulated(reference)
     spec = _normal_family_spec()
-    cfg = bq.SamplerConfig(draws=400, tune=400, chains=2, seed=5)
+    cfg = bq.SamplerConfig(draws=400, tune=400, chains=2, seed=5, engine="collapsed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         collapsed = bq.fit(spec, data, cfg)
-        direct = bq.fit(spec, data, replace(cfg, collapse=False))
+        direct = bq.fit(spec, data, replace(cfg, engine="direct"))
     assert collapsed.idata.attrs["engine"] == "collapsed" and direct.idata.attrs["engine"] == "direct"
     assert int(collapsed.idata.sample_stats["diverging"].sum()) == 0
     for name in ("log_k", "alpha", "beta", "gamma", "sigma", "sd_family_gamma"):
@@ -247,7 +248,8 @@ def test_collapsed_and_direct_engines_sample_the_same_posterior(reference):
 @pytest.mark.nuts
 def test_refits_reuse_one_compiled_model(reference):
     data = _simulated(reference)
-    refitter = Refitter(_normal_family_spec(), data, bq.SamplerConfig(draws=100, tune=150, chains=2))
+    refitter = Refitter(_normal_family_spec(), data,
+                        bq.SamplerConfig(draws=100, tune=150, chains=2, engine="collapsed"))
     families = data.frame["family"].to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

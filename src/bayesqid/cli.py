@@ -83,7 +83,8 @@ def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesqid`` command."""
-    from bayesqid.fit import SAMPLERS
+    from bayesqid.engine import ENGINES
+    from bayesqid.fit import SAMPLERS, SamplerConfig
 
     parser = _Parser(prog="bayesqid", description="Hierarchical Bayesian scaling laws of "
                      "quantization-induced degradation (QiD).")
@@ -98,9 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_RUN), help=f"run file to write (default: {DEFAULT_RUN})")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="nutpie")
     p.add_argument("--draws", type=_positive_int, default=1000)
-    p.add_argument("--tune", type=_positive_int, default=1500)
+    p.add_argument("--tune", type=_positive_int, default=SamplerConfig.tune)
     p.add_argument("--chains", type=_positive_int, default=4)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="how the posterior is sampled (default auto: whitened for linear laws)")
     p.add_argument("--strict", action="store_true", help="exit 1 if the convergence gate fails")
 
     p = sub.add_parser("predict", help="bands for the 100T table or a grid from a saved run")
@@ -207,7 +210,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     for exc in dataset.excluded:
         _log(f"excluded {exc.count} rows: {exc.reason}")
     config = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune, chains=args.chains,
-                           seed=args.seed, cores=min(args.chains, os.cpu_count() or 1),
+                           seed=args.seed, engine=args.engine, cores=min(args.chains, os.cpu_count() or 1),
                            progress=sys.stderr.isatty())
     run = fit(spec, dataset, config, log=_log)
     _check_interrupted()  # never save a run whose sampling a signal cut short

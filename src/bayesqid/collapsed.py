@@ -32,6 +32,7 @@ import xarray as xr
 from bayesqid.design import Design
 from bayesqid.likelihood import observe
 from bayesqid.marginal import marginal_logp
+from bayesqid.whiten import whiten_batch
 from bayesqid.spec import ModelSpec
 
 #: Name of the latent variable of the censored rows (log resolution minus latent log QiD).
@@ -239,42 +240,47 @@ def build_collapsed_model(spec: ModelSpec, system: LinearSystem, stats: Stats) -
     return model
 
 
+def flat_draws(posterior: xr.Dataset, name: str) -> np.ndarray:
+    """Draws of ``name`` as (chain * draw, ...)."""
+    da = posterior[name]
+    return da.to_numpy().reshape(-1, *da.shape[2:])
+
+
+def posterior_precisions(posterior: xr.Dataset,
+                         system: LinearSystem) -> tuple[np.ndarray, dict[Block, np.ndarray]]:
+    """Prior precisions of ``theta`` per draw (draws, p) and each effect block's scale draws."""
+    lam = np.empty((posterior.sizes["chain"] * posterior.sizes["draw"], system.n_cols))
+    lam[:, : len(system.pop_precision)] = system.pop_precision
+    sd = {}
+    for b in system.effect_blocks:
+        sd[b] = flat_draws(posterior, f"sd_{b.group}_{b.param}")
+        lam[:, b.start:b.start + b.size] = sd[b][:, None] ** -2
+    return lam, sd
+
+
 def draw_coefficients(posterior: xr.Dataset, spec: ModelSpec, system: LinearSystem, stats: Stats,
-                      levels: dict[str, tuple[str, ...]], rng: np.random.Generator,
-                      chunk: int = 256) -> dict[str, xr.DataArray]:
+                      levels: dict[str, tuple[str, ...]], rng: np.random.Generator) -> dict[str, xr.DataArray]:
     """Exact draws of every coefficient from ``p(theta | scales, censored values, data)``.
 
     Returns population coefficients (chain, draw) and standardised effects
     ``z_<group>_<param>`` (chain, draw, level), named as in the uncollapsed model.
     """
-    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    s = chains * draws
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    lam, sd = posterior_precisions(posterior, system)
+    xty = stats.sxy + flat_draws(posterior, CENSORED_XTY)
+    # The conditional is Normal(A^-1 b, A^-1): the whitening map applied to standard Normals.
+    eps = rng.standard_normal(lam.shape)
+    theta = whiten_batch(lam, flat_draws(posterior, "sigma") ** -2, eps, stats.sxx, xty, system.m0)
+    return named_coefficients(theta, sd, system, levels, shape)
 
-    def flat(name: str) -> np.ndarray:
-        return posterior[name].to_numpy().reshape(s, *posterior[name].shape[2:])
 
-    p = system.n_cols
-    lam = np.empty((s, p))
-    lam[:, : len(system.pop_precision)] = system.pop_precision
-    sd = {}
-    for b in system.effect_blocks:
-        name = f"sd_{b.group}_{b.param}"
-        sd[b] = flat(name)
-        lam[:, b.start:b.start + b.size] = sd[b][:, None] ** -2
-    w = flat("sigma") ** -2
-    xty = stats.sxy + flat(CENSORED_XTY)
-    theta = np.empty((s, p))
-    for lo in range(0, s, chunk):
-        hi = min(s, lo + chunk)
-        sxy = xty[lo:hi]
-        a = w[lo:hi, None, None] * stats.sxx[None]
-        a[:, np.arange(p), np.arange(p)] += lam[lo:hi]
-        b = lam[lo:hi] * system.m0 + w[lo:hi, None] * sxy
-        chol = np.linalg.cholesky(a)
-        mu = np.linalg.solve(a, b[..., None])[..., 0]
-        eps = rng.standard_normal((hi - lo, p, 1))
-        # theta = mu + L^-T eps has covariance (L L')^-1 = A^-1.
-        theta[lo:hi] = mu + np.linalg.solve(np.swapaxes(chol, 1, 2), eps)[..., 0]
+def named_coefficients(theta: np.ndarray, sd: dict[Block, np.ndarray], system: LinearSystem,
+                       levels: dict[str, tuple[str, ...]],
+                       shape: tuple[int, int]) -> dict[str, xr.DataArray]:
+    """Coefficient draws ``theta`` (draws, p) under the uncollapsed model's variable names:
+    population coefficients (chain, draw) and standardised effects ``z_<group>_<param>``
+    (offsets divided by their draw's scale ``sd[block]``)."""
+    chains, draws = shape
     out = {}
     for b in system.blocks:
         values = theta[:, b.start:b.start + b.size]

@@ -1,5 +1,9 @@
 """Engines: how a spec's posterior is sampled, behind one interface.
 
+- :class:`WhitenedEngine` samples the scales and the coefficients whitened by their Gaussian
+  conditional (:mod:`bayesqid.whitened`), with the spec's exact likelihood; it needs a linear
+  law and is the default for those (fastest measured on every shipped spec). It compiles once
+  per template design, like the collapsed engine.
 - :class:`DirectEngine` samples every coefficient with NUTS (:func:`bayesqid.model.build_model`);
   it handles every spec.
 - :class:`CollapsedEngine` integrates the coefficients out and samples only the scales and the
@@ -36,6 +40,7 @@ from bayesqid.collapsed import (
 from bayesqid.design import Design
 from bayesqid.model import build_model
 from bayesqid.spec import ModelSpec
+from bayesqid.whitened import WHITE, build_whitened_model, coefficients, white_data, whitenable
 
 if TYPE_CHECKING:
     from bayesqid.fit import SamplerConfig
@@ -136,12 +141,84 @@ class CollapsedEngine:
         return raw
 
 
-def make_engine(spec: ModelSpec, design: Design, qid: np.ndarray, *,
-                collapse: bool = True) -> DirectEngine | CollapsedEngine:
-    """The fastest engine that can fit ``spec`` on ``design`` (measured ``qid``): collapsed
-    when the spec allows it, direct otherwise."""
-    if collapse and collapsible(spec) is None:
+class WhitenedEngine:
+    """Scales and whitened coefficients by NUTS; any likelihood; compiled once per template."""
+
+    name = "whitened"
+
+    def __init__(self, spec: ModelSpec, design: Design) -> None:
+        reason = whitenable(spec)
+        if reason is not None:
+            raise ValueError(f"spec {spec.name!r} cannot be whitened: {reason}")
+        self.spec = spec
+        self.design = design
+        self.system = linear_system(spec, design)
+        self._compiled: Any = None
+
+    def _nutpie_model(self, data: Any) -> Any:
+        """The nutpie-compiled model (compiled on first use) with ``data`` swapped in."""
+        import nutpie
+
+        if self._compiled is None:
+            model = build_whitened_model(self.spec, self.system, self.design.levels, data)
+            self._compiled = nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])
+        return self._compiled.with_data(**data.as_data())
+
+    def sample(self, cfg: SamplerConfig, qid: np.ndarray, rows: np.ndarray | None = None) -> az.InferenceData:
+        """Posterior of the spec on ``rows`` of the template with measurements ``qid``."""
+        from bayesqid.fit import SAMPLERS
+
+        data = white_data(self.spec, self.system, qid, rows)
+        # One BLAS thread: see CollapsedEngine.sample.
+        with threadpool_limits(limits=1, user_api="blas"), _quiet_sampling():
+            if cfg.sampler == "nutpie":
+                import nutpie
+
+                raw = nutpie.sample(self._nutpie_model(data), draws=cfg.draws, tune=cfg.tune,
+                                    chains=cfg.chains, cores=cfg.cores, seed=cfg.seed,
+                                    target_accept=cfg.target_accept, progress_bar=cfg.progress,
+                                    save_warmup=False)
+            else:
+                model = build_whitened_model(self.spec, self.system, self.design.levels, data)
+                raw = SAMPLERS[cfg.sampler](model, cfg)
+        posterior = getattr(raw, "posterior", None)
+        if posterior is None or posterior.sizes.get("draw", 0) != cfg.draws:
+            return raw  # interrupted: the caller refuses partial traces
+        coefs = coefficients(posterior, self.system, data, self.design.levels)
+        # The whitened coordinates are internal (and depend on the scales): runs keep the
+        # coefficients, as every other engine's do.
+        raw.posterior = posterior.drop_vars([v for v in posterior.data_vars
+                                             if v == WHITE or v.startswith(f"{WHITE}_")])
+        for name, da in coefs.items():
+            raw.posterior[name] = da.assign_coords(chain=posterior.chain, draw=posterior.draw)
+        return raw
+
+
+Engine = DirectEngine | CollapsedEngine | WhitenedEngine
+
+#: Engine names accepted by ``SamplerConfig.engine`` ("auto": the fastest that applies).
+ENGINES = ("auto", "whitened", "collapsed", "direct")
+
+
+def make_engine(spec: ModelSpec, design: Design, qid: np.ndarray, engine: str = "auto") -> Engine:
+    """The engine ``engine`` for ``spec`` on ``design`` (measured ``qid``).
+
+    ``"auto"`` picks the whitened engine for laws linear in their coefficients and the direct
+    engine otherwise. On the reference data the whitened engine beat the collapsed one even on
+    Normal specs (no latent value per censored row: 4500 vs 900 min ESS, 10.6 vs 39 s sampling
+    for ``ouyang_normal``); the collapsed engine stays selectable by name.
+
+    Raises
+    ------
+    ValueError
+        Unknown engine, or one that cannot fit ``spec``.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {list(ENGINES)}")
+    if engine == "auto":
+        engine = "whitened" if whitenable(spec) is None else "direct"
+    if engine == "whitened":
+        return WhitenedEngine(spec, design)
+    if engine == "collapsed":
         return CollapsedEngine(spec, design, qid)
     return DirectEngine(spec, design)
-
-

@@ -148,27 +148,79 @@ class MarginalLogp(Op):
 marginal_logp = MarginalLogp()
 
 
-def _lapack() -> tuple[Any, Any]:
-    """LAPACK's dpotrf and dtrtri as ctypes functions numba can call (SciPy's own LAPACK)."""
-    import ctypes
+def source_key(*objects: Any) -> int:
+    """A cache-key salt from the source of ``objects``: PyTensor caches compiled numba graphs
+    by Op type and props only, so an edited implementation must change the key itself."""
+    import hashlib
+    import inspect
 
+    text = "".join(inspect.getsource(o) for o in objects)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
+
+
+def numba_factor() -> Any:
+    """A numba function that overwrites a symmetric positive definite ``a`` (C order) so that
+    its row-major upper triangle holds ``L^-T`` (``a = L L'``) and returns ``sum log diag L``
+    (NaN when ``a`` is not positive definite). The other triangle keeps ``a``.
+
+    LAPACK potrf + trtri from SciPy. The pointers go through PyTensor's pointer-caching
+    intrinsic rather than ctypes objects, so numba can cache the compiled graph on disk: a
+    ctypes pointer is a dynamic global, which made every process recompile the model (~10 s).
+    Why the layout trick works: ``a`` is symmetric, so its C-order buffer is also its Fortran
+    buffer; LAPACK's column-major lower factor reads back row-major as ``L'``, and trtri turns
+    it into ``L^-T`` in place.
+    """
+    import numba
+    from numba import types
     from numba.extending import get_cython_function_address
+    from pytensor.link.numba.cache import _call_cached_ptr
+    from pytensor.link.numba.dispatch.basic import numba_njit
+    from pytensor.link.numba.dispatch.linalg._LAPACK import (
+        _LAPACK,
+        int_ptr_to_val,
+        nb_f64p,
+        nb_i32p,
+        val_to_int_ptr,
+    )
 
-    ptr = ctypes.c_void_p
-    potrf = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, ptr, ptr)(
-        get_cython_function_address("scipy.linalg.cython_lapack", "dpotrf"))
-    trtri = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, ptr, ptr, ptr)(
-        get_cython_function_address("scipy.linalg.cython_lapack", "dtrtri"))
-    return potrf, trtri
+    potrf = _LAPACK().numba_xpotrf(types.float64)
+
+    @numba_njit
+    def trtri_pointer():
+        with numba.objmode(ptr=types.intp):
+            ptr = get_cython_function_address("scipy.linalg.cython_lapack", "dtrtri")
+        return ptr
+
+    trtri_type = types.FunctionType(types.void(nb_i32p, nb_i32p, nb_i32p, nb_f64p, nb_i32p, nb_i32p))
+
+    @numba_njit
+    def trtri(uplo, diag, n, a, lda, info):
+        fn = _call_cached_ptr(get_ptr_func=trtri_pointer, func_type_ref=trtri_type,
+                              unique_func_name_lit="bayesqid.lapack.dtrtri")
+        fn(uplo, diag, n, a, lda, info)
+
+    @numba_njit
+    def factor(a):
+        n = val_to_int_ptr(np.int32(a.shape[0]))
+        uplo = val_to_int_ptr(np.int32(ord("L")))
+        info = val_to_int_ptr(np.int32(0))
+        potrf(uplo, n, a.ctypes, n, info)
+        if int_ptr_to_val(info) != 0:
+            return np.nan
+        half_logdet = 0.0
+        for j in range(a.shape[0]):
+            half_logdet += np.log(a[j, j])
+        trtri(uplo, val_to_int_ptr(np.int32(ord("N"))), n, a.ctypes, n, info)
+        return half_logdet
+
+    return factor
 
 
 def _register_numba() -> None:
     """nutpie compiles the model with numba: give the Op a numba implementation."""
     from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
-    potrf, trtri = _lapack()
-    uplo = np.array([ord("L")], np.int8)
-    nonunit = np.array([ord("N")], np.int8)
+    factor = numba_factor()
 
     @register_funcify_default_op_cache_key(MarginalLogp)
     def _funcify(op, node=None, **kwargs):
@@ -190,18 +242,10 @@ def _register_numba() -> None:
             for j in range(p):
                 a[j, j] += lam[j]
             b = lam * m0 + w * sxy_all
-            # a is symmetric, so its C-order buffer is also its Fortran-order buffer: LAPACK's
-            # column-major lower factor L reads back row-major as L', and trtri turns it into
-            # L^-T in place (the other triangle still holds a, hence the explicit loops).
-            info = np.zeros(1, np.int32)
-            dim = np.full(1, p, np.int32)
-            potrf(uplo.ctypes, dim.ctypes, a.ctypes, dim.ctypes, info.ctypes)
-            if info[0] != 0:
+            half_logdet = factor(a)
+            if np.isnan(half_logdet):
                 raise np.linalg.LinAlgError("precision matrix is not positive definite")
-            logdet = 0.0
-            for j in range(p):
-                logdet += 2.0 * np.log(a[j, j])
-            trtri(uplo.ctypes, nonunit.ctypes, dim.ctypes, a.ctypes, dim.ctypes, info.ctypes)
+            logdet = 2.0 * half_logdet
             # a's upper triangle (row-major) now holds M = L^-T; mu = M M' b, Sigma_jj = |M_j.|^2.
             tmp = np.zeros(p)
             for i in range(p):
@@ -232,7 +276,7 @@ def _register_numba() -> None:
                     d_yc[i] = -w * (yc[i] - fitted)
             return np.asarray(logp), d_lam, np.asarray(d_w), d_yc
 
-        return marginal
+        return marginal, source_key(numba_factor, _funcify)
 
 
 def _register_jax() -> None:

@@ -3,7 +3,8 @@
 A :class:`Refitter` is built once per spec and template dataset; each :meth:`Refitter.fit`
 call fits a row subset of the template and/or a replacement ``qid`` vector on the same rows.
 Callers never rebuild models themselves: the engine is built once on the template design, and
-the collapsed engine (:mod:`bayesqid.engine`) compiles once and only swaps data between fits.
+the whitened and collapsed engines (:mod:`bayesqid.engine`) compile once and only swap data
+between fits.
 All fits through one refitter share the template's levels, so a family left out of a fold is
 still a known level there, informed by its prior alone.
 """
@@ -41,7 +42,7 @@ class Refitter:
         self.dataset = dataset
         self.config = config or SamplerConfig.preset("default")
         self.engine = make_engine(spec, build_design(dataset.frame), dataset.frame["qid"].to_numpy(float),
-                                  collapse=self.config.collapse)
+                                  self.config.engine)
 
     def fit(self, *, seed: int, rows: np.ndarray | None = None, qid: np.ndarray | None = None,
             log: Callable[[str], None] | None = None) -> Run:

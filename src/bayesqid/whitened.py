@@ -1,0 +1,138 @@
+"""Whitened hierarchical model: NUTS on the scales and on coefficients whitened by their
+Gaussian conditional (:mod:`bayesqid.whiten`), with the exact likelihood of any spec.
+
+For a law linear in its coefficients, the hierarchical model's posterior is sampled in
+coordinates ``u`` where ``theta = A^-1 b + L^-T u`` and ``A`` is the coefficients' conditional
+precision under a Gaussian stand-in for the likelihood (per-row weights below). The model's
+log density is the uncollapsed model's - population priors, ``Normal(0, sd)`` offsets,
+Student-t or Normal residuals, censored rows through the CDF - plus the transform's
+log-Jacobian, so the posterior is the same; only the geometry NUTS sees is different. Measured
+on the reference data with the default Student-t spec: ~15 leapfrog steps per draw instead of
+~170, no divergences, and no latent value per censored row (the CDF handles them).
+
+Data enter through containers (weighted sufficient statistics, per-row values and masks) over
+the template's rows, so a compiled model serves every fit on a subset of those rows or on new
+measurements of the same design (CV folds, SBC replicates): only the containers change.
+
+Saved runs hold the same variables as the uncollapsed model (population coefficients,
+``sd_*``, standardised effects ``z_*``, ``sigma``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from bayesqid.collapsed import LinearSystem, _gram, flat_draws, named_coefficients, posterior_precisions
+from bayesqid.likelihood import observe
+from bayesqid.model import OBSERVED, sd_name
+from bayesqid.rowlogp import row_logp
+from bayesqid.spec import Likelihood, ModelSpec
+from bayesqid.whiten import whiten, whiten_batch
+
+HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+#: Name of the whitened coefficients (internal: not kept in traces).
+WHITE = "theta_white"
+
+#: Weight of a censored row in the Gaussian stand-in: a left-censored Normal observation near
+#: its limit carries about 0.64 of an exact one's information, far below it almost none.
+CENSORED_WEIGHT = 0.5
+
+
+def whitenable(spec: ModelSpec) -> str | None:
+    """Why ``spec`` cannot be whitened, or None when it can (it needs a linear law)."""
+    law = spec.law_obj
+    if not law.is_linear:
+        return f"law {law.name!r} is not linear in its coefficients"
+    return None
+
+
+def exact_weight(lik: Likelihood) -> float:
+    """Weight of an uncensored row: the Fisher information of its residual in units of
+    ``1 / sigma^2`` ((nu + 1) / (nu + 3) for Student-t, 1 for Normal)."""
+    return 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + 3.0)
+
+
+@dataclass(frozen=True)
+class WhiteData:
+    """Everything the whitened model reads from a fit's data; shapes fixed by the template.
+
+    Attributes
+    ----------
+    y : ndarray (rows,)
+        Log QiD; censored rows carry the log resolution.
+    exact, censored : ndarray (rows,)
+        1.0 on rows in the fit that are measured exactly / censored, 0.0 elsewhere.
+    sxx, sxy : ndarray (p, p), ndarray (p,)
+        ``X' Omega X`` and ``X' Omega y`` of the rows in the fit (Gaussian stand-in weights).
+    """
+
+    y: np.ndarray
+    exact: np.ndarray
+    censored: np.ndarray
+    sxx: np.ndarray
+    sxy: np.ndarray
+
+    def as_data(self) -> dict[str, np.ndarray]:
+        """Values of the model's data containers."""
+        return {"y": self.y, "exact": self.exact, "censored": self.censored, "sxx": self.sxx,
+                "sxy": self.sxy}
+
+
+def white_data(spec: ModelSpec, system: LinearSystem, qid: np.ndarray,
+               rows: np.ndarray | None = None) -> WhiteData:
+    """The containers' values for measurements ``qid`` on the rows where ``rows`` is True."""
+    y, censored = observe(np.asarray(qid, dtype=float), spec.likelihood)
+    use = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
+    weight = np.where(censored, CENSORED_WEIGHT, exact_weight(spec.likelihood)) * use
+    sxx = _gram(system.idx, system.val * np.sqrt(weight)[:, None], system.n_cols)
+    sxy = np.bincount(system.idx.ravel(), (system.val * (weight * y)[:, None]).ravel(),
+                      minlength=system.n_cols)
+    return WhiteData(y, (use & ~censored).astype(float), (use & censored).astype(float), sxx, sxy)
+
+
+def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str, tuple[str, ...]],
+                         data: WhiteData) -> pm.Model:
+    """The whitened PyMC model of ``spec``; data live in containers swapped between fits."""
+    lik = spec.likelihood
+    with pm.Model(coords={g: list(v) for g, v in levels.items()}) as model:
+        box = {k: pm.Data(k, v) for k, v in data.as_data().items()}
+        sds, parts = {}, [pt.as_tensor_variable(system.pop_precision)]
+        for b in system.effect_blocks:
+            name = sd_name(b.group, b.param)
+            sds[b] = spec.effect_sd(spec.effect(b.group), b.param).to_pymc(name)
+            parts.append(pt.repeat(sds[b] ** -2, b.size))
+        sigma = lik.sigma.to_pymc("sigma")
+        u = pm.Flat(WHITE, shape=system.n_cols)
+        theta, log_jac = whiten(pt.concatenate(parts), sigma**-2, u, box["sxx"], box["sxy"], system.m0)[:2]
+        prior = log_jac
+        for b in system.blocks:
+            values = theta[b.start:b.start + b.size]
+            if b.group is None:
+                pop = spec.prior(b.param)
+                prior = prior + pm.logp(pop.family.pymc.dist(**pop.args), values[0])
+            else:
+                z = values / sds[b]
+                prior = prior - 0.5 * (z**2).sum() - b.size * (pt.log(sds[b]) + HALF_LOG_2PI)
+        pm.Potential("whitened_prior", prior)
+        # One fused loop over the rows (bayesqid.rowlogp): masks rather than row slices keep
+        # the shapes of every fit on the template equal, so one compiled model serves them all.
+        logp = row_logp(lik, theta, sigma, box["y"], box["exact"], box["censored"], system.idx, system.val)
+        pm.Potential(OBSERVED, logp)
+    return model
+
+
+def coefficients(posterior: xr.Dataset, system: LinearSystem, data: WhiteData,
+                 levels: dict[str, tuple[str, ...]]) -> dict[str, xr.DataArray]:
+    """The coefficients of every draw, from its whitened values and scales, under the
+    uncollapsed model's names (population coefficients and ``z_<group>_<param>``)."""
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    lam, sd = posterior_precisions(posterior, system)
+    theta = whiten_batch(lam, flat_draws(posterior, "sigma") ** -2, flat_draws(posterior, WHITE),
+                         data.sxx, data.sxy, system.m0)
+    return named_coefficients(theta, sd, system, levels, shape)
