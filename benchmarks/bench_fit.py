@@ -4,9 +4,10 @@ Every entry is timed as a whole process (interpreter start, imports, compilation
 sampling) on the same bundled reference data and compared on min bulk ESS per second, whole
 process and sampling alone (the anchor's own timer starts after its imports and data loading).
 
-Usage: python benchmarks/bench_fit.py [--fits SPEC:SAMPLER ...] [--anchors SAMPLER ...]
-Default: the default spec and ouyang_normal (collapsed engine) with nutpie and PyMC's sampler;
-the anchor with PyMC's sampler and with nutpie.
+Usage: python benchmarks/bench_fit.py [--fits SPEC:SAMPLER[:ENGINE] ...] [--anchors SAMPLER ...]
+Default: the default spec with nutpie and with PyMC's sampler, ouyang_normal with nutpie, and
+the default spec on the direct engine (the pre-whitening baseline); the anchor with PyMC's
+sampler and with nutpie.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def bench_bayesqid(spec: str, sampler: str) -> dict[str, float]:
+def bench_bayesqid(spec: str, sampler: str, engine: str) -> dict[str, float]:
     from bayesqid.run import load_run
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.nc"
         wall, _ = timed([sys.executable, "-m", "bayesqid.cli", "fit", "--spec", spec, "--sampler", sampler,
-                         "--out", str(out)])
+                         "--engine", engine, "--out", str(out)])
         run = load_run(out)
         d = run.diagnostics
         return {"wall_s": wall, "sampling_s": float(run.idata.attrs["sampling_seconds"]),
@@ -55,8 +56,8 @@ def bench_anchor(sampler: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fits", nargs="+", default=["ouyang:nutpie", "ouyang_normal:nutpie",
-                                                      "ouyang_normal:pymc", "ouyang:pymc"])
+    parser.add_argument("--fits", nargs="+", default=["ouyang:nutpie", "ouyang:pymc", "ouyang_normal:nutpie",
+                                                      "ouyang:nutpie:direct"])
     parser.add_argument("--anchors", nargs="+", default=["pymc", "nutpie"])
     args = parser.parse_args()
     rows = {}
@@ -64,8 +65,9 @@ def main() -> None:
         rows[f"anchor ({anchor})"] = bench_anchor(anchor)
         print(f"done: anchor ({anchor})", file=sys.stderr, flush=True)
     for entry in args.fits:
-        spec, _, sampler = entry.partition(":")
-        rows[f"{spec} ({sampler or 'nutpie'})"] = bench_bayesqid(spec, sampler or "nutpie")
+        spec, sampler, engine = (entry.split(":") + ["nutpie", "auto"])[:3]
+        label = spec if engine == "auto" else f"{spec}/{engine}"
+        rows[f"{label} ({sampler})"] = bench_bayesqid(spec, sampler, engine)
         print(f"done: {entry}", file=sys.stderr, flush=True)
     print(f"{'run':<26} {'wall s':>7} {'sample s':>9} {'min ESS':>8} {'R-hat':>6} {'div':>5} "
           f"{'ESS/s':>7} {'ESS/s sampling':>15} {'x anchor(pymc)':>15} {'x anchor(same sampler)':>23}")

@@ -181,10 +181,12 @@ class WhitenedEngine:
             else:
                 model = build_whitened_model(self.spec, self.system, self.design.levels, data)
                 raw = SAMPLERS[cfg.sampler](model, cfg)
-        posterior = getattr(raw, "posterior", None)
-        if posterior is None or posterior.sizes.get("draw", 0) != cfg.draws:
-            return raw  # interrupted: the caller refuses partial traces
-        coefs = coefficients(posterior, self.system, data, self.design.levels)
+            posterior = getattr(raw, "posterior", None)
+            if posterior is None or posterior.sizes.get("draw", 0) != cfg.draws:
+                return raw  # interrupted: the caller refuses partial traces
+            # Inside the one-thread limit too: LAPACK's results on a stack of matrices can
+            # differ in the last bits with the thread count, and a seed must give equal draws.
+            coefs = coefficients(posterior, self.system, data, self.design.levels)
         # The whitened coordinates are internal (and depend on the scales): runs keep the
         # coefficients, as every other engine's do.
         raw.posterior = posterior.drop_vars([v for v in posterior.data_vars

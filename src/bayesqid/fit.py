@@ -19,6 +19,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pymc as pm
+import pytensor
 import xarray as xr
 
 from bayesqid.constants import DEFAULT_SEED, GROUPS, OBS
@@ -210,7 +211,12 @@ def sample_run(engine: Engine, template: Dataset, cfg: SamplerConfig, *,
         f"seed {cfg.seed}")
     start = time.perf_counter()
     full_qid = template.frame["qid"].to_numpy(float) if qid is None else qid
-    raw = engine.sample(cfg, full_qid, rows)
+    # Strict floating point in compiled models: with fastmath, numba code compiled in this
+    # process and the same code loaded from PyTensor's on-disk cache differed in the last bits
+    # (reductions reassociated differently), so one seed gave two chains of draws depending on
+    # the cache's state. Measured: no cost in sampling speed.
+    with pytensor.config.change_flags(numba__fastmath=False):
+        raw = engine.sample(cfg, full_qid, rows)
     seconds = time.perf_counter() - start
     # nutpie and PyMC answer Ctrl-C by returning the draws made so far. A run must never be built
     # from such a partial trace: treat a short trace as the interruption it was.

@@ -185,7 +185,7 @@ def numba_factor() -> Any:
 
     potrf = _LAPACK().numba_xpotrf(types.float64)
 
-    @numba_njit
+    @numba_njit(fastmath=False)
     def trtri_pointer():
         with numba.objmode(ptr=types.intp):
             ptr = get_cython_function_address("scipy.linalg.cython_lapack", "dtrtri")
@@ -193,13 +193,13 @@ def numba_factor() -> Any:
 
     trtri_type = types.FunctionType(types.void(nb_i32p, nb_i32p, nb_i32p, nb_f64p, nb_i32p, nb_i32p))
 
-    @numba_njit
+    @numba_njit(fastmath=False)
     def trtri(uplo, diag, n, a, lda, info):
         fn = _call_cached_ptr(get_ptr_func=trtri_pointer, func_type_ref=trtri_type,
                               unique_func_name_lit="bayesqid.lapack.dtrtri")
         fn(uplo, diag, n, a, lda, info)
 
-    @numba_njit
+    @numba_njit(fastmath=False)
     def factor(a):
         n = val_to_int_ptr(np.int32(a.shape[0]))
         uplo = val_to_int_ptr(np.int32(ord("L")))
@@ -224,7 +224,7 @@ def _register_numba() -> None:
 
     @register_funcify_default_op_cache_key(MarginalLogp)
     def _funcify(op, node=None, **kwargs):
-        @numba_njit
+        @numba_njit(fastmath=False)
         def marginal(lam, w_arr, yc, sxx, sxy, syy_arr, n_arr, m0, cidx, cval, cmask):
             w = w_arr.item()
             p = lam.shape[0]

@@ -111,7 +111,7 @@ def _scalar_terms(kind: str, nu: float) -> Any:
     const = _student_t_const(int(nu)) if kind == "student_t" else 0.0
     sqrt_half = math.sqrt(0.5)
 
-    @numba_njit
+    @numba_njit(fastmath=False)
     def normal_logcdf(t):
         if t > -20.0:
             return math.log(0.5 * math.erfc(-t * sqrt_half))
@@ -120,7 +120,7 @@ def _scalar_terms(kind: str, nu: float) -> Any:
         return (-0.5 * t2 - half_log_2pi - math.log(-t)
                 + math.log1p(-1.0 / t2 + 3.0 / (t2 * t2) - 15.0 / (t2 * t2 * t2)))
 
-    @numba_njit
+    @numba_njit(fastmath=False)
     def student_lower_tail(t):
         a = -t if t < 0.0 else t
         r = math.sqrt(nu + t * t)
@@ -129,7 +129,7 @@ def _scalar_terms(kind: str, nu: float) -> Any:
         one_minus_s = 4.0 / (r * (r + a))
         return 0.25 * one_minus_s * one_minus_s * (3.0 - one_minus_s)
 
-    @numba_njit
+    @numba_njit(fastmath=False)
     def terms(t, censored):
         if is_normal:
             logpdf = -0.5 * t * t - half_log_2pi
@@ -155,7 +155,7 @@ def _register_numba() -> None:
     def _funcify(op, node=None, **kwargs):
         terms = _scalar_terms(op.kind, op.nu)
 
-        @numba_njit
+        @numba_njit(fastmath=False)
         def row_logp_numba(theta, sigma_arr, y, exact, censored, idx, val):
             sigma = sigma_arr.item()
             n, k = idx.shape

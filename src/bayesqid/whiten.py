@@ -183,7 +183,7 @@ def _register_numba() -> None:
 
     @register_funcify_default_op_cache_key(Whiten)
     def _funcify_whiten(op, node=None, **kwargs):
-        @numba_njit
+        @numba_njit(fastmath=False)
         def forward(lam, w_arr, u, sxx, sxy, m0):
             w = w_arr.item()
             p = lam.shape[0]
@@ -217,7 +217,7 @@ def _register_numba() -> None:
 
     @register_funcify_default_op_cache_key(WhitenGrad)
     def _funcify_grad(op, node=None, **kwargs):
-        @numba_njit
+        @numba_njit(fastmath=False)
         def backward(m, mu, u, lam, w_arr, sxy, m0, g, g_jac_arr):
             w = w_arr.item()
             g_jac = g_jac_arr.item()
