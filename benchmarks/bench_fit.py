@@ -65,7 +65,10 @@ def main() -> None:
         rows[f"anchor ({anchor})"] = bench_anchor(anchor)
         print(f"done: anchor ({anchor})", file=sys.stderr, flush=True)
     for entry in args.fits:
-        spec, sampler, engine = (entry.split(":") + ["nutpie", "auto"])[:3]
+        parts = entry.split(":")
+        spec = parts[0]
+        sampler = parts[1] if len(parts) > 1 else "nutpie"
+        engine = parts[2] if len(parts) > 2 else "auto"
         label = spec if engine == "auto" else f"{spec}/{engine}"
         rows[f"{label} ({sampler})"] = bench_bayesqid(spec, sampler, engine)
         print(f"done: {entry}", file=sys.stderr, flush=True)

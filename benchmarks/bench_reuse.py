@@ -1,8 +1,8 @@
 """Repeated fits: one compiled model with swapped data against rebuilding per fit.
 
-Leave-one-family-out folds of ``ouyang_normal`` (collapsed engine) on the reference data,
+Leave-one-family-out folds of the default spec (whitened engine) on the reference data,
 fitted (a) naively, ``bayesqid.fit`` per fold (model built and compiled every time), and
-(b) through one ``Refitter`` (compiled once; each fold swaps its sufficient statistics in).
+(b) through one ``Refitter`` (compiled once; each fold swaps its data containers in).
 Both in this one process, with the same sampler settings and seeds.
 
 Usage: python benchmarks/bench_reuse.py [--folds 8]
@@ -23,7 +23,7 @@ from bayesqid.refit import Refitter
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=8)
-    parser.add_argument("--spec", default="ouyang_normal")
+    parser.add_argument("--spec", default="ouyang")
     args = parser.parse_args()
     spec = bq.load_spec(args.spec)
     data = bq.load_reference()

@@ -1,10 +1,12 @@
 """Fit time and peak memory against data size: the reference design replicated x1, x10, x100.
 
-Each (spec, factor) fit runs in its own process (imports and compilation included), reporting
-wall time, sampling time and peak resident memory. Specs: ``ouyang_normal`` (collapsed engine:
-data enter as sufficient statistics) and the Student-t default ``ouyang`` (direct engine: every
-gradient touches every row). Sampler settings are lighter than the default fit (2 chains x 500
-draws after 500 warm-up) so that the direct engine's x10 fit stays within minutes.
+Each (spec, engine, factor) fit runs in its own process (imports and compilation included),
+reporting wall time, sampling time and peak resident memory. Runs: the Student-t default
+``ouyang`` on the whitened engine (the default: one fused pass over the rows per gradient),
+``ouyang_normal`` on the collapsed engine (data enter as sufficient statistics) and ``ouyang``
+on the direct engine (the pre-whitening baseline). Sampler settings are lighter than the
+default fit (2 chains x 500 draws after 500 warm-up) so that the direct engine's x10 fit stays
+within minutes.
 
 Usage: python benchmarks/bench_scale.py [--factors 1 10 100] [--direct-factors 1 10]
 """
@@ -26,7 +28,7 @@ sys.path.insert(0, {bench!r})
 import bayesqid as bq
 from simulate import simulated_reference
 data = simulated_reference({factor})
-cfg = bq.SamplerConfig(draws=500, tune=500, chains=2, seed=1)
+cfg = bq.SamplerConfig(draws=500, tune=500, chains=2, seed=1, engine={engine!r})
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     run = bq.fit(bq.load_spec({spec!r}), data, cfg)
@@ -39,8 +41,8 @@ print(json.dumps({{"rows": len(data.frame), "wall_s": time.perf_counter() - star
 """
 
 
-def one(spec: str, factor: int) -> dict:
-    code = CHILD.format(bench=str(ROOT / "benchmarks"), factor=factor, spec=spec)
+def one(spec: str, engine: str, factor: int) -> dict:
+    code = CHILD.format(bench=str(ROOT / "benchmarks"), factor=factor, spec=spec, engine=engine)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
@@ -52,11 +54,13 @@ def main() -> None:
     parser.add_argument("--factors", nargs="+", type=int, default=[1, 10, 100])
     parser.add_argument("--direct-factors", nargs="+", type=int, default=[1, 10])
     args = parser.parse_args()
-    plan = [("ouyang_normal", f) for f in args.factors] + [("ouyang", f) for f in args.direct_factors]
+    plan = ([("ouyang", "whitened", f) for f in args.factors]
+            + [("ouyang_normal", "collapsed", f) for f in args.factors]
+            + [("ouyang", "direct", f) for f in args.direct_factors])
     print(f"{'spec':<14} {'engine':<10} {'rows':>7} {'wall s':>7} {'sample s':>9} {'peak MB':>8} "
           f"{'min ESS':>8} {'div':>4}")
-    for spec, factor in plan:
-        r = one(spec, factor)
+    for spec, engine, factor in plan:
+        r = one(spec, engine, factor)
         if "error" in r:
             print(f"{spec:<14} x{factor}: {r['error']}")
             continue

@@ -75,7 +75,7 @@ class RowLogp(Op):
 
     def make_node(self, theta, sigma, y, exact, censored, idx, val) -> Apply:
         inputs = [pt.as_tensor_variable(v) for v in (theta, sigma, y, exact, censored, idx, val)]
-        return Apply(self, inputs, [pt.dscalar(), pt.dvector(), pt.dscalar()])
+        return Apply(self, inputs, [pt.dscalar(), inputs[0].type(), pt.dscalar()])
 
     def perform(self, node: Apply, inputs: list[Any], output_storage: list[list[Any]]) -> None:
         theta, sigma, y, exact, censored, idx, val = inputs

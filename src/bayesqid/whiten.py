@@ -121,7 +121,9 @@ class WhitenGrad(Op):
 
     def make_node(self, m, mu, u, lam, w, sxy, m0, g, g_jac) -> Apply:
         inputs = [pt.as_tensor_variable(v) for v in (m, mu, u, lam, w, sxy, m0, g, g_jac)]
-        return Apply(self, inputs, [pt.dvector(), pt.dscalar(), pt.dvector()])
+        p = inputs[3].type.shape
+        return Apply(self, inputs, [pt.tensor(dtype="float64", shape=p), pt.dscalar(),
+                                    pt.tensor(dtype="float64", shape=p)])
 
     def perform(self, node: Apply, inputs: list[Any], output_storage: list[list[Any]]) -> None:
         m, mu, u, lam, w, sxy, m0, g, g_jac = inputs
@@ -146,7 +148,11 @@ class Whiten(Op):
 
     def make_node(self, lam, w, u, sxx, sxy, m0) -> Apply:
         inputs = [pt.as_tensor_variable(v) for v in (lam, w, u, sxx, sxy, m0)]
-        return Apply(self, inputs, [pt.dvector(), pt.dscalar(), pt.dmatrix(), pt.dvector()])
+        # Static shapes where the inputs know them: downstream elementwise code then needs no
+        # run-time shape checks (whose error formatting alone took seconds to compile).
+        (p,) = inputs[0].type.shape
+        vec = pt.tensor(dtype="float64", shape=(p,))
+        return Apply(self, inputs, [vec, pt.dscalar(), pt.tensor(dtype="float64", shape=(p, p)), vec.type()])
 
     def perform(self, node: Apply, inputs: list[Any], output_storage: list[list[Any]]) -> None:
         lam, w, u, sxx, sxy, m0 = inputs
