@@ -96,7 +96,7 @@ def reference_result(inputs, tmp_path_factory):
 def test_true_form_wins_loo_and_logo(reference_result, inputs):
     result, _ = reference_result
     table = result.table.set_index("spec")
-    assert list(result.table["spec"])[0] == "true_ouyang"  # best first by PSIS-LOO
+    assert result.table["spec"].iloc[0] == "true_ouyang"  # best first by PSIS-LOO
     assert table.loc["alt_kumar", "elpd_diff_loo"] > 2 * table.loc["alt_kumar", "dse_loo"]
     assert table.loc["true_ouyang", "logo_elpd"] > table.loc["alt_kumar", "logo_elpd"]
     assert table.loc["alt_kumar", "logo_diff"] > 0 and table.loc["true_ouyang", "logo_diff"] == 0
@@ -182,7 +182,7 @@ def test_interrupted_comparison_resumes_to_the_same_tables(reference_result, inp
 
 
 def test_failed_fold_is_named_not_hidden(reference_result, inputs, tmp_path, monkeypatch):
-    result, out = reference_result
+    _, out = reference_result
     shutil.copytree(out / "folds", tmp_path / "folds")
     victim = next((tmp_path / "folds").glob("logo-alt_kumar-OPT-*.parquet"))
     victim.unlink()
@@ -211,8 +211,8 @@ def test_cli_compare_writes_the_tables(reference_result, inputs, tmp_path, capsy
     result, out = reference_result
     shutil.copytree(out / "folds", tmp_path / "folds")  # settings match: everything resumes
     code = main(["compare", *inputs["specs"], "--data", inputs["data"], "--cv", "loo", "logo",
-                 "--out", str(tmp_path), "--scheduler", "synchronous", "--preset", "ci", "--draws", "150", "--tune", "150",
-                 "--seed", str(SEED)])
+                 "--out", str(tmp_path), "--scheduler", "synchronous", "--preset", "ci",
+                 "--draws", "150", "--tune", "150", "--seed", str(SEED)])
     assert code == 0
     captured = capsys.readouterr()
     assert "leave-one-family-out (new family): prefers true_ouyang" in captured.out

@@ -32,8 +32,9 @@ import xarray as xr
 from bayesqid.design import Design
 from bayesqid.likelihood import observe
 from bayesqid.marginal import marginal_logp
-from bayesqid.whiten import whiten_batch
+from bayesqid.priors import Prior
 from bayesqid.spec import ModelSpec
+from bayesqid.whiten import whiten_batch
 
 #: Name of the latent variable of the censored rows (log resolution minus latent log QiD).
 GAP = "censored_gap"
@@ -102,6 +103,21 @@ class LinearSystem:
         return tuple(b for b in self.blocks if b.group is not None)
 
 
+def gaussian_moments(prior: Prior) -> tuple[float, float]:
+    """Mean and variance of a Normal matching ``prior``: its own for a Normal (the collapsed
+    model's conjugate case); otherwise moments of the distribution, or its median and
+    IQR-matched variance where moments do not exist (the whitened engine only needs a
+    stand-in: its prior density stays exact)."""
+    if prior.dist == "normal":
+        return float(prior.args["mu"]), float(prior.args["sigma"]) ** 2
+    dist = prior.to_scipy()
+    mean, var = float(dist.mean()), float(dist.var())
+    if not (np.isfinite(mean) and np.isfinite(var) and var > 0):
+        q1, q2, q3 = dist.ppf([0.25, 0.5, 0.75])
+        mean, var = float(q2), float((q3 - q1) / 1.349) ** 2
+    return mean, var
+
+
 def linear_system(spec: ModelSpec, design: Design) -> LinearSystem:
     """Build the sparse design of ``spec`` on ``design`` (all rows, every level known)."""
     law = spec.law_obj
@@ -118,8 +134,9 @@ def linear_system(spec: ModelSpec, design: Design) -> LinearSystem:
         blocks.append(Block(None, p, j, 1))
         idx.append(np.full(n, j))
         val.append(feature(p))
-        m0.append(prior.args["mu"])
-        prec.append(prior.args["sigma"] ** -2)
+        mean, var = gaussian_moments(prior)
+        m0.append(mean)
+        prec.append(1.0 / var)
     start = len(law.param_names)
     for eff in spec.effects:
         size = len(design.levels[eff.group])
@@ -259,7 +276,8 @@ def posterior_precisions(posterior: xr.Dataset,
 
 
 def draw_coefficients(posterior: xr.Dataset, spec: ModelSpec, system: LinearSystem, stats: Stats,
-                      levels: dict[str, tuple[str, ...]], rng: np.random.Generator) -> dict[str, xr.DataArray]:
+                      levels: dict[str, tuple[str, ...]],
+                      rng: np.random.Generator) -> dict[str, xr.DataArray]:
     """Exact draws of every coefficient from ``p(theta | scales, censored values, data)``.
 
     Returns population coefficients (chain, draw) and standardised effects
