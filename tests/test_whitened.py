@@ -284,3 +284,28 @@ def test_any_population_prior_can_be_whitened(reference):
     point[WHITE] = np.zeros(system.n_cols)
     assert np.isfinite(model.compile_logp()(point))
     assert np.all(np.isfinite(system.m0)) and np.all(system.pop_precision > 0)
+
+
+def test_stand_in_is_exact_for_normal_rows_and_places_censored_rows_below_resolution(reference):
+    from bayesqid.likelihood import observe
+    from bayesqid.whitened import _stand_in
+
+    design = build_design(reference.frame)
+    qid = reference.frame["qid"].to_numpy(float)
+    normal = bq.load_spec("ouyang_normal")
+    system = linear_system(normal, design)
+    y, censored = observe(qid, normal.likelihood)
+    use = np.arange(len(y)) % 7 != 0
+    weight, pseudo = _stand_in(normal, system, y, censored, use)
+    exact = use & ~censored
+    # Normal rows: the stand-in is the likelihood itself (then u's conditional is exactly N(0, I)).
+    assert np.all(weight[exact] == 1.0) and np.array_equal(pseudo[exact], y[exact])
+    assert np.all(weight[~use] == 0.0)
+    cens = use & censored
+    assert np.all(pseudo[cens] < y[cens]) and np.all((weight[cens] > 0) & (weight[cens] < 1))
+    student = bq.load_spec()
+    weight_t, _ = _stand_in(student, linear_system(student, design), y, censored, use)
+    # Student-t rows are down-weighted by their residual (IRLS): outliers count less.
+    nu = student.likelihood.nu
+    assert np.all(weight_t[exact] > 0) and np.all(weight_t[exact] <= (nu + 1) / nu)
+    assert weight_t[exact].min() < 0.2

@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from bayesqid.collapsed import LinearSystem, _gram, flat_draws, named_coefficients, posterior_precisions
-from bayesqid.likelihood import observe
+from bayesqid.likelihood import NUMPY, observe, std_logcdf, std_logpdf
 from bayesqid.model import OBSERVED, sd_name
 from bayesqid.rowlogp import row_logp
 from bayesqid.spec import Likelihood, ModelSpec
@@ -84,14 +84,67 @@ class WhiteData:
                 "sxy": self.sxy}
 
 
+#: Iterations of the pilot fit that places the Gaussian stand-in (converged to ~1e-6 in ~10 on
+#: the reference data; the stand-in only has to be close, not exact).
+PILOT_ITERATIONS = 12
+
+
+def _stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.ndarray,
+              use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row weights and pseudo-values of the Gaussian stand-in: a Laplace approximation of
+    every row's likelihood term at a pilot fit (iteratively reweighted least squares).
+
+    The pilot fixes the effect scales at their prior medians and iterates coefficients and
+    sigma: exact rows get the Student-t IRLS weight ``(nu + 1) / (nu + t^2)`` (1 for Normal),
+    censored rows a pseudo-value below their fitted mean with the log-CDF's curvature as
+    weight, so that value, slope and curvature of each term match at the pilot point. Why it
+    matters: the whitened coordinates are standard Normal only as far as the stand-in's mean
+    tracks the posterior's; with fixed weights and censored rows placed at the resolution, the
+    stand-in's bias grew with the data (measured: min ESS 141, 18, 11 for the reference design
+    replicated x1, x10, x100). The pilot uses no parameter, so the map stays exact.
+    """
+    lik = spec.likelihood
+    p = system.n_cols
+    lam = np.empty(p)
+    lam[: len(system.pop_precision)] = system.pop_precision
+    for b in system.effect_blocks:
+        sd_prior = spec.effect_sd(spec.effect(b.group), b.param)
+        lam[b.start:b.start + b.size] = float(sd_prior.to_scipy().median()) ** -2
+    exact = use & ~censored
+    cens = use & censored
+    weight = np.where(cens, CENSORED_WEIGHT, exact_weight(lik)) * use
+    pseudo = y.copy()
+    sigma = float(lik.sigma.to_scipy().median())
+    for _ in range(PILOT_ITERATIONS):
+        sxx = _gram(system.idx, system.val * np.sqrt(weight)[:, None], p)
+        sxy = np.bincount(system.idx.ravel(), (system.val * (weight * pseudo)[:, None]).ravel(), minlength=p)
+        a = sxx / sigma**2
+        a[np.diag_indices(p)] += lam
+        theta = np.linalg.solve(a, lam * system.m0 + sxy / sigma**2)
+        mu = (theta[system.idx] * system.val).sum(axis=1)
+        if exact.any():
+            resid = y[exact] - mu[exact]
+            sigma = max(float(np.sqrt((weight[exact] * resid**2).sum() / exact.sum())), 1e-3)
+        t = (y - mu) / sigma
+        dlogpdf = -t if lik.kind == "normal" else -(lik.nu + 1.0) * t / (lik.nu + t * t)
+        weight = np.where(exact, 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + t * t), 0.0)
+        if cens.any():
+            # g = f/F at t: the log-CDF's slope; its curvature is -g (g - f'/f).
+            g = np.exp(std_logpdf(t[cens], lik, NUMPY) - std_logcdf(t[cens], lik, NUMPY))
+            curvature = np.maximum(g * (g - dlogpdf[cens]), 1e-3)
+            weight[cens] = curvature
+            pseudo[cens] = mu[cens] - sigma * g / curvature
+    return weight, pseudo
+
+
 def white_data(spec: ModelSpec, system: LinearSystem, qid: np.ndarray,
                rows: np.ndarray | None = None) -> WhiteData:
     """The containers' values for measurements ``qid`` on the rows where ``rows`` is True."""
     y, censored = observe(np.asarray(qid, dtype=float), spec.likelihood)
     use = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
-    weight = np.where(censored, CENSORED_WEIGHT, exact_weight(spec.likelihood)) * use
+    weight, pseudo = _stand_in(spec, system, y, censored, use)
     sxx = _gram(system.idx, system.val * np.sqrt(weight)[:, None], system.n_cols)
-    sxy = np.bincount(system.idx.ravel(), (system.val * (weight * y)[:, None]).ravel(),
+    sxy = np.bincount(system.idx.ravel(), (system.val * (weight * pseudo)[:, None]).ravel(),
                       minlength=system.n_cols)
     return WhiteData(y, (use & ~censored).astype(float), (use & censored).astype(float), sxx, sxy)
 
