@@ -22,3 +22,22 @@ def one_line(text: str) -> str:
     lines = text.strip("\n").splitlines()
     assert len(lines) == 1, f"expected one line, got {lines!r}"
     return lines[0]
+
+
+def four_family_law_data(reference, noise, seed: int):
+    """QiD from a known Ouyang law (Eq. 8-like exponents, family intercept offsets) on four
+    families of the reference design; ``noise(rng, n)`` draws the log-scale residuals."""
+    import numpy as np
+
+    import bayesqid as bq
+    from bayesqid.design import build_design
+
+    frame = reference.frame[reference.frame["family"].isin(["BLOOM", "OPT", "LLaMA-1", "OLMo"])]
+    frame = frame.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    x = build_design(frame).x
+    fam = {f: rng.normal(0, 0.5) for f in frame["family"].unique()}
+    log_mu = (-2.6 + 0.3 * x["log_d"] - 0.25 * x["log_n"] - 5.0 * x["log_bits"]
+              + frame["family"].map(fam).to_numpy())
+    qid = np.exp(log_mu + noise(rng, len(frame)))
+    return bq.Dataset(frame.assign(qid=qid), "<simulated>", ())

@@ -27,6 +27,7 @@ from bayesqid.engine import CollapsedEngine, DirectEngine, make_engine
 from bayesqid.marginal import marginal_logp, marginal_numpy
 from bayesqid.model import compose
 from bayesqid.refit import Refitter
+from helpers import four_family_law_data
 
 
 def _problem(seed: int = 0, p: int = 9, n: int = 40, m: int = 6, k: int = 3):
@@ -204,15 +205,7 @@ def test_make_engine_builds_collapsed_only_when_allowed(reference):
 
 def _simulated(reference, seed=11):
     """Normal-likelihood data from a known Ouyang law on four families of the reference design."""
-    frame = reference.frame[reference.frame["family"].isin(["BLOOM", "OPT", "LLaMA-1", "OLMo"])]
-    frame = frame.reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    x = build_design(frame).x
-    fam = {f: rng.normal(0, 0.5) for f in frame["family"].unique()}
-    log_mu = (-2.6 + 0.3 * x["log_d"] - 0.25 * x["log_n"] - 5.0 * x["log_bits"]
-              + frame["family"].map(fam).to_numpy())
-    qid = np.exp(log_mu + rng.normal(0, 0.3, len(frame)))
-    return bq.Dataset(frame.assign(qid=qid), "<simulated>", ())
+    return four_family_law_data(reference, lambda rng, n: rng.normal(0, 0.3, n), seed)
 
 
 def _normal_family_spec():

@@ -24,6 +24,7 @@ from bayesqid.rowlogp import row_logp, row_logp_numpy
 from bayesqid.spec import Likelihood
 from bayesqid.whiten import whiten, whiten_batch, whiten_grad_numpy, whiten_numpy
 from bayesqid.whitened import WHITE, build_whitened_model, white_data, whitenable
+from helpers import four_family_law_data
 
 MODES = ["FAST_RUN", "NUMBA"] + (["JAX"] if importlib.util.find_spec("jax") else [])
 LIKELIHOODS = [Likelihood("student_t", 4), Likelihood("student_t", 2), Likelihood("normal", 4)]
@@ -207,16 +208,8 @@ def test_nonlinear_laws_are_not_whitened():
 
 
 def _student_data(reference, seed=3):
-    """Student-t data from a known Ouyang law with family effects, 17% censored."""
-    frame = reference.frame[reference.frame["family"].isin(["BLOOM", "OPT", "LLaMA-1", "OLMo"])]
-    frame = frame.reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    x = build_design(frame).x
-    fam = {f: rng.normal(0, 0.5) for f in frame["family"].unique()}
-    log_mu = (-2.6 + 0.3 * x["log_d"] - 0.25 * x["log_n"] - 5.0 * x["log_bits"]
-              + frame["family"].map(fam).to_numpy())
-    qid = np.exp(log_mu + 0.3 * rng.standard_t(4, len(frame)))
-    return bq.Dataset(frame.assign(qid=qid), "<simulated>", ())
+    """Student-t data from a known Ouyang law with family effects, ~17% censored."""
+    return four_family_law_data(reference, lambda rng, n: 0.3 * rng.standard_t(4, n), seed)
 
 
 def _family_spec():

@@ -57,6 +57,15 @@ def _quiet_sampling() -> Iterator[None]:
         yield
 
 
+def _nutpie_sample(compiled: Any, cfg: SamplerConfig) -> az.InferenceData:
+    """Sample an already compiled nutpie model (engines that compile once and swap data)."""
+    import nutpie
+
+    return nutpie.sample(compiled, draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, cores=cfg.cores,
+                         seed=cfg.seed, target_accept=cfg.target_accept, progress_bar=cfg.progress,
+                         save_warmup=False)
+
+
 class DirectEngine:
     """NUTS on all coefficients; any spec. Builds (and the sampler compiles) per fit."""
 
@@ -123,12 +132,7 @@ class CollapsedEngine:
         with threadpool_limits(limits=1, user_api="blas"):
             with _quiet_sampling():
                 if cfg.sampler == "nutpie":
-                    import nutpie
-
-                    raw = nutpie.sample(self._nutpie_model(stats), draws=cfg.draws, tune=cfg.tune,
-                                        chains=cfg.chains, cores=cfg.cores, seed=cfg.seed,
-                                        target_accept=cfg.target_accept, progress_bar=cfg.progress,
-                                        save_warmup=False)
+                    raw = _nutpie_sample(self._nutpie_model(stats), cfg)
                 else:
                     raw = SAMPLERS[cfg.sampler](build_collapsed_model(self.spec, self.system, stats), cfg)
             posterior = getattr(raw, "posterior", None)
@@ -172,12 +176,7 @@ class WhitenedEngine:
         # One BLAS thread: see CollapsedEngine.sample.
         with threadpool_limits(limits=1, user_api="blas"), _quiet_sampling():
             if cfg.sampler == "nutpie":
-                import nutpie
-
-                raw = nutpie.sample(self._nutpie_model(data), draws=cfg.draws, tune=cfg.tune,
-                                    chains=cfg.chains, cores=cfg.cores, seed=cfg.seed,
-                                    target_accept=cfg.target_accept, progress_bar=cfg.progress,
-                                    save_warmup=False)
+                raw = _nutpie_sample(self._nutpie_model(data), cfg)
             else:
                 model = build_whitened_model(self.spec, self.system, self.design.levels, data)
                 raw = SAMPLERS[cfg.sampler](model, cfg)
