@@ -79,21 +79,27 @@ def whiten_numpy(lam: np.ndarray, w: float, u: np.ndarray, sxx: np.ndarray, sxy:
     return m @ (v + u), float(-np.log(chol_diag).sum()), m, m @ v
 
 
+def _vjp(xp: Any, m: Any, mu: Any, u: Any, lam: Any, w: Any, sxy: Any, m0: Any, g: Any,
+         g_jac: Any) -> tuple[Any, Any, Any]:
+    """The vector-Jacobian product's formulas; ``xp`` is numpy or jax.numpy."""
+    p = lam.shape[0]
+    c = m.T @ g
+    a = m @ c
+    mc = m * c
+    prefix = xp.cumsum(mc, axis=1) - mc
+    dphi = (m * u * (prefix + 0.5 * mc)).sum(axis=1)
+    g_diag = -a * mu - dphi - 0.5 * g_jac * (m * m).sum(axis=1)
+    d_w = (-(g @ mu) - 0.5 * (u @ c) - 0.5 * g_jac * p - lam @ g_diag) / w + a @ sxy
+    return g_diag + a * m0, d_w, c
+
+
 def whiten_grad_numpy(m: np.ndarray, mu: np.ndarray, u: np.ndarray, lam: np.ndarray, w: float,
                       sxy: np.ndarray, m0: np.ndarray, g: np.ndarray,
                       g_jac: float) -> tuple[np.ndarray, float, np.ndarray]:
     """Vector-Jacobian product of :func:`whiten_numpy`: ``(d_lam, d_w, d_u)`` for upstream
     gradients ``g`` (in theta) and ``g_jac`` (in the log-Jacobian). O(p^2)."""
-    p = lam.shape[0]
-    c = m.T @ g
-    a = m @ c
-    mc = m * c
-    prefix = np.cumsum(mc, axis=1) - mc
-    dphi = (m * u * (prefix + 0.5 * mc)).sum(axis=1)
-    g_diag = -a * mu - dphi - 0.5 * g_jac * (m * m).sum(axis=1)
-    d_lam = g_diag + a * m0
-    d_w = (-(g @ mu) - 0.5 * (u @ c) - 0.5 * g_jac * p - lam @ g_diag) / w + a @ sxy
-    return d_lam, float(d_w), c
+    d_lam, d_w, d_u = _vjp(np, m, mu, u, lam, w, sxy, m0, g, g_jac)
+    return d_lam, float(d_w), d_u
 
 
 def whiten_batch(lam: np.ndarray, w: np.ndarray, u: np.ndarray, sxx: np.ndarray, sxy: np.ndarray,
@@ -282,15 +288,7 @@ def _register_jax() -> None:
         import jax.numpy as jnp
 
         def backward(m, mu, u, lam, w, sxy, m0, g, g_jac):
-            p = lam.shape[0]
-            c = m.T @ g
-            a = m @ c
-            mc = m * c
-            prefix = jnp.cumsum(mc, axis=1) - mc
-            dphi = (m * u * (prefix + 0.5 * mc)).sum(axis=1)
-            g_diag = -a * mu - dphi - 0.5 * g_jac * (m * m).sum(axis=1)
-            d_w = (-(g @ mu) - 0.5 * (u @ c) - 0.5 * g_jac * p - lam @ g_diag) / w + a @ sxy
-            return g_diag + a * m0, d_w, c
+            return _vjp(jnp, m, mu, u, lam, w, sxy, m0, g, g_jac)
 
         return backward
 
