@@ -242,15 +242,28 @@ def test_budget_on_a_non_linear_law_by_bisection(quadratic_law):
     np.testing.assert_allclose(bands, expected, rtol=1e-9)
 
 
+def _increasing(cube: np.ndarray, axis: int) -> bool:
+    """Strictly increasing along ``axis`` where both neighbours are finite; a budget beyond the
+    token range (inf) is never followed by a finite one."""
+    a = np.moveaxis(cube, axis, 0)
+    prev, nxt = a[:-1], a[1:]
+    both = np.isfinite(prev) & np.isfinite(nxt)
+    return bool((nxt[both] > prev[both]).all() and not (np.isinf(prev) & np.isfinite(nxt)).any())
+
+
 def test_budget_monotone_on_the_real_run(ci_run):
     out = token_budget(ci_run, qid_targets=TARGETS, params=SIZES, bits=[2, 3, 4])
-    assert len(out) == 48 and np.isfinite(out["tokens_median"]).all() and (out["tokens_median"] > 0).all()
+    med = out["tokens_median"]
+    # Large 4-bit models may need more than the range's 1e16 tokens to lose 0.5 nats: such a
+    # median is reported as inf, never dropped; the bulk of the grid is inside the range.
+    assert len(out) == 48 and (med > 0).all() and np.isfinite(med).mean() > 0.9
+    assert np.isfinite(out.query("bits < 4")["tokens_median"]).all()
     assert _ordered(out)
-    med = out.set_index(["qid_target", "params", "bits"])["tokens_median"].unstack("bits")
+    cubes = out.set_index(["qid_target", "params", "bits"])["tokens_median"].unstack("bits")
     for b in (2, 3, 4):
-        cube = med[b].unstack("params")  # rows: target, columns: params
-        assert (np.diff(cube.to_numpy(), axis=0) > 0).all(), f"{b} bits: not increasing with the target"
-        assert (np.diff(cube.to_numpy(), axis=1) > 0).all(), f"{b} bits: not increasing with params"
+        cube = cubes[b].unstack("params").to_numpy()  # rows: target, columns: params
+        assert _increasing(cube, 0), f"{b} bits: not increasing with the target"
+        assert _increasing(cube, 1), f"{b} bits: not increasing with params"
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -23,7 +23,7 @@ from bayesqid.refit import Refitter
 from bayesqid.rowlogp import row_logp, row_logp_numpy
 from bayesqid.spec import Likelihood
 from bayesqid.whiten import whiten, whiten_batch, whiten_grad_numpy, whiten_numpy
-from bayesqid.whitened import WHITE, build_whitened_model, white_data, whitenable
+from bayesqid.whitened import INTERNAL, WHITE, WHITE_SIGMA, build_whitened_model, white_data, whitenable
 from helpers import four_family_law_data
 
 MODES = ["FAST_RUN", "NUMBA"] + (["JAX"] if importlib.util.find_spec("jax") else [])
@@ -162,17 +162,18 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
     rng = np.random.default_rng(0)
     point[WHITE] = rng.normal(size=system.n_cols)
     for name in point:
-        if name.startswith("sd_") or name.startswith("sigma"):
+        if name.startswith("sd_") or name == WHITE_SIGMA:
             point[name] = point[name] + rng.normal(0, 0.2)
     lam = np.concatenate([system.pop_precision]
                          + [np.repeat(np.exp(point[f"sd_{b.group}_{b.param}_log__"]) ** -2, b.size)
                             for b in system.effect_blocks])
-    w = np.exp(point["sigma_log__"]) ** -2
+    log_sigma = data.sigma_loc + data.sigma_scale * point[WHITE_SIGMA]
+    w = np.exp(log_sigma) ** -2
     theta, jac, _, _ = whiten_numpy(lam, w, point[WHITE], data.sxx.copy(), data.sxy, system.m0)
     non_centred = tuple(replace(e, parametrization=dict.fromkeys(e.params, "non_centered"))
                         for e in spec.effects)
     direct = build_model(replace(spec, effects=non_centred), design, qid)
-    dpoint = {k: v for k, v in point.items() if k != WHITE}
+    dpoint = {k: v for k, v in point.items() if k not in INTERNAL} | {"sigma_log__": log_sigma}
     for b in system.blocks:
         values = theta[b.start:b.start + b.size]
         if b.group is None:
@@ -184,7 +185,8 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
     log_sd = sum(b.size * point[f"sd_{b.group}_{b.param}_log__"] for b in system.effect_blocks)
     lp_white = white.compile_logp()(point)
     lp_direct = direct.compile_logp()(dpoint)
-    assert lp_white == pytest.approx(lp_direct - log_sd + jac, rel=1e-9)
+    # log sigma = loc + scale * s: the whitened density has the extra log(scale) of that map.
+    assert lp_white == pytest.approx(lp_direct - log_sd + jac + np.log(data.sigma_scale), rel=1e-9)
 
 
 def test_engine_choice(reference):
@@ -289,7 +291,7 @@ def test_stand_in_is_exact_for_normal_rows_and_places_censored_rows_below_resolu
     system = linear_system(normal, design)
     y, censored = observe(qid, normal.likelihood)
     use = np.arange(len(y)) % 7 != 0
-    weight, pseudo = _stand_in(normal, system, y, censored, use)
+    weight, pseudo, _ = _stand_in(normal, system, y, censored, use)
     exact = use & ~censored
     # Normal rows: the stand-in is the likelihood itself (then u's conditional is exactly N(0, I)).
     assert np.all(weight[exact] == 1.0) and np.array_equal(pseudo[exact], y[exact])
@@ -297,8 +299,26 @@ def test_stand_in_is_exact_for_normal_rows_and_places_censored_rows_below_resolu
     cens = use & censored
     assert np.all(pseudo[cens] < y[cens]) and np.all((weight[cens] > 0) & (weight[cens] < 1))
     student = bq.load_spec()
-    weight_t, _ = _stand_in(student, linear_system(student, design), y, censored, use)
+    weight_t, _, _ = _stand_in(student, linear_system(student, design), y, censored, use)
     # Student-t rows are down-weighted by their residual (IRLS): outliers count less.
     nu = student.likelihood.nu
     assert np.all(weight_t[exact] > 0) and np.all(weight_t[exact] <= (nu + 1) / nu)
     assert weight_t[exact].min() < 0.2
+
+
+def test_log_sigma_is_centred_and_scaled_by_the_stand_in(reference):
+    """The sampled coordinate of sigma is ~unit scale: centred at the pilot's log sigma (close to
+    the truth on simulated data) with the width its Fisher information implies."""
+    from bayesqid.whitened import log_sigma_width
+
+    data = _student_data(reference)
+    spec = _family_spec()
+    design = build_design(data.frame)
+    system = linear_system(spec, design)
+    white = white_data(spec, system, data.frame["qid"].to_numpy(float))
+    n_exact = int(white.exact.sum())
+    assert float(white.sigma_scale) == pytest.approx(1 / np.sqrt(1 + n_exact * 8 / 7))
+    assert abs(float(white.sigma_loc) - np.log(0.3)) < 4 * float(white.sigma_scale)
+    # No exact rows (all censored): sigma keeps a unit-width coordinate.
+    assert log_sigma_width(spec, 0) == 1.0
+    assert log_sigma_width(bq.load_spec("ouyang_normal"), 100) == pytest.approx(1 / np.sqrt(201))

@@ -40,7 +40,7 @@ from bayesqid.collapsed import (
 from bayesqid.design import Design
 from bayesqid.model import build_model
 from bayesqid.spec import ModelSpec
-from bayesqid.whitened import WHITE, build_whitened_model, coefficients, white_data, whitenable
+from bayesqid.whitened import INTERNAL, build_whitened_model, coefficients, white_data, whitenable
 
 if TYPE_CHECKING:
     from bayesqid.fit import SamplerConfig
@@ -186,10 +186,10 @@ class WhitenedEngine:
             # Inside the one-thread limit too: LAPACK's results on a stack of matrices can
             # differ in the last bits with the thread count, and a seed must give equal draws.
             coefs = coefficients(posterior, self.system, data, self.design.levels)
-        # The whitened coordinates are internal (and depend on the scales): runs keep the
-        # coefficients, as every other engine's do.
+        # The whitened coordinates are internal (and depend on the scales and the data): runs
+        # keep the coefficients and sigma, as every other engine's do.
         raw.posterior = posterior.drop_vars([v for v in posterior.data_vars
-                                             if v == WHITE or v.startswith(f"{WHITE}_")])
+                                             if v in INTERNAL or v.startswith(tuple(f"{n}_" for n in INTERNAL))])
         for name, da in coefs.items():
             raw.posterior[name] = da.assign_coords(chain=posterior.chain, draw=posterior.draw)
         return raw
