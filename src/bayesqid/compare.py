@@ -39,12 +39,25 @@ from bayesqid.design import build_design
 from bayesqid.errors import BayesqidError, ConvergenceWarning, RunError
 from bayesqid.fanout import Outcome, Task, run_tasks
 from bayesqid.fit import SamplerConfig
-from bayesqid.likelihood import NUMPY, draw_residuals, observe, pointwise_logp
+from bayesqid.likelihood import NUMPY, observe, pointwise_logp
 from bayesqid.outputs import write_atomic, write_csv
-from bayesqid.posterior import flat, log_likelihood, n_samples, row_log_mu
-from bayesqid.predict import default_grid, predict
+from bayesqid.posterior import flat, log_likelihood, row_log_mu
+from bayesqid.predict import predict
 from bayesqid.refit import derive_seed, refitter_for
 from bayesqid.run import Run, load_run
+from bayesqid.scores import (
+    Fold,
+    empty_extrapolation,
+    empty_logo,
+    extrapolation_table,
+    extrapolation_totals,
+    fold_rows,
+    format_summary,
+    logo_table,
+    logo_totals,
+    loo_table,
+    stacked_table,
+)
 from bayesqid.spec import ModelSpec, load_spec
 
 #: Cross-validation schemes that refit (PSIS-LOO and WAIC come with every comparison).
@@ -411,20 +424,11 @@ def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
     return _assemble(candidates, runs, data, outcome, meta, schemes, seed, prob)
 
 
-@dataclass(frozen=True)
-class _Fold:
-    """What a task key stands for: the scheme, the spec and (LOGO) the held-out family."""
-
-    kind: str
-    spec: str
-    family: str = ""
-
-
 def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, seed: int,
            schemes: tuple[str, ...], prob: float, quantile: float,
-           train_extrap: np.ndarray | None) -> tuple[list[Task], dict[str, _Fold]]:
+           train_extrap: np.ndarray | None) -> tuple[list[Task], dict[str, Fold]]:
     tasks = []
-    meta: dict[str, _Fold] = {}
+    meta: dict[str, Fold] = {}
     for cand in candidates:
         spec = cand.spec
         common = {"spec": spec, "dataset": data, "config": cfg}
@@ -432,7 +436,7 @@ def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, s
             key = f"full-{_safe(spec.name)}-{_settings_hash(spec, data, cfg, seed)}"
             tasks.append(Task(key, full_fit_task,
                               {**common, "seed": derive_seed(seed, spec.name, "full")}))
-            meta[key] = _Fold("full", spec.name)
+            meta[key] = Fold("full", spec.name)
         if "logo" in schemes:
             h = _settings_hash(spec, data, cfg, seed, prob)
             for fam, mask in logo_masks(data).items():
@@ -440,19 +444,19 @@ def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, s
                 tasks.append(Task(key, logo_fold_task,
                                   {**common, "mask": mask, "family": fam, "prob": prob,
                                    "seed": derive_seed(seed, spec.name, "logo", fam)}))
-                meta[key] = _Fold("logo", spec.name, fam)
+                meta[key] = Fold("logo", spec.name, fam)
         if train_extrap is not None:
             h = _settings_hash(spec, data, cfg, seed, prob, quantile)
             key = f"extrapolate-{_safe(spec.name)}-{h}"
             tasks.append(Task(key, extrapolation_task,
                               {**common, "mask": train_extrap, "prob": prob,
                                "seed": derive_seed(seed, spec.name, "extrapolate")}))
-            meta[key] = _Fold("extrapolate", spec.name)
+            meta[key] = Fold("extrapolate", spec.name)
     return tasks, meta
 
 
 def _collect_runs(candidates: Sequence[Candidate], data: Dataset, outcome: Outcome,
-                  meta: dict[str, _Fold], out: str | os.PathLike[str] | None,
+                  meta: dict[str, Fold], out: str | os.PathLike[str] | None,
                   say: Callable[[str], None]) -> dict[str, Run]:
     """Full runs by spec name: given ones, else decoded from the full-fit results."""
     runs: dict[str, Run] = {}
@@ -460,7 +464,7 @@ def _collect_runs(candidates: Sequence[Candidate], data: Dataset, outcome: Outco
         if cand.run is not None:
             runs[cand.name] = cand.run
             continue
-        key = next(k for k, m in meta.items() if m == _Fold("full", cand.name))
+        key = next(k for k, m in meta.items() if m == Fold("full", cand.name))
         if key not in outcome.results:
             reason = outcome.failed.get(key, "not run")
             raise BayesqidError(f"the full fit of spec {cand.name!r} failed: {reason}")
@@ -491,17 +495,17 @@ def _decode_run(frame: pd.DataFrame, spec: ModelSpec, data: Dataset) -> Run:
 
 
 def _assemble(candidates: Sequence[Candidate], runs: dict[str, Run], data: Dataset, outcome: Outcome,
-              meta: dict[str, _Fold], schemes: tuple[str, ...], seed: int, prob: float) -> Comparison:
+              meta: dict[str, Fold], schemes: tuple[str, ...], seed: int, prob: float) -> Comparison:
     names = [c.name for c in candidates]
     table = loo_table(runs, names)
     table.insert(1, "law", [runs[n].spec.law for n in table["spec"]])
     source = {c.name: c.source for c in candidates}
     table.insert(2, "source", [source[n] for n in table["spec"]])
     table.insert(3, "gate_passed", [runs[n].diagnostics.passed for n in table["spec"]])
-    rows = _fold_rows(outcome)
+    rows = fold_rows(outcome)
     failed = {k: (meta[k], msg) for k, msg in outcome.failed.items()}
-    logo = logo_table(rows, names, failed) if "logo" in schemes else _empty_logo()
-    extrap = extrapolation_table(rows, names, failed) if "extrapolate" in schemes else _empty_extrap()
+    logo = logo_table(rows, names, failed) if "logo" in schemes else empty_logo()
+    extrap = extrapolation_table(rows, names, failed) if "extrapolate" in schemes else empty_extrapolation()
     if "logo" in schemes:
         table = table.merge(logo_totals(logo), on="spec", how="left")
     if "extrapolate" in schemes:
@@ -515,264 +519,6 @@ def _assemble(candidates: Sequence[Candidate], runs: dict[str, Run], data: Datas
                       stacked_100t=stacked, failed=dict(outcome.failed), runs=runs, cv=schemes,
                       dataset_label=label)
 
-
-
-def loo_table(runs: dict[str, Run], names: Sequence[str]) -> pd.DataFrame:
-    """PSIS-LOO, WAIC and stacking weights of every full run (ArviZ), best first."""
-    with warnings.catch_warnings():
-        # Pareto-k and WAIC variance warnings are reported as columns, not as warnings.
-        warnings.simplefilter("ignore", UserWarning)
-        cmp = az.compare({n: runs[n].idata for n in names}, ic="loo", method="stacking")
-        rows = []
-        for n in names:
-            loo = az.loo(runs[n].idata, pointwise=True)
-            waic = az.waic(runs[n].idata)
-            k = np.asarray(loo.pareto_k)
-            good = float(loo.good_k)
-            rows.append({"spec": n, "n_rows": int(loo.n_data_points),
-                         "elpd_loo": float(loo.elpd_loo), "se_loo": float(loo.se),
-                         "p_loo": float(loo.p_loo), "elpd_diff_loo": float(cmp.loc[n, "elpd_diff"]),
-                         "dse_loo": float(cmp.loc[n, "dse"]), "rank_loo": int(cmp.loc[n, "rank"]) + 1,
-                         "pareto_k_good": int((k <= good).sum()),
-                         "pareto_k_bad": int(((k > good) & (k <= 1)).sum()),
-                         "pareto_k_very_bad": int((k > 1).sum()),
-                         "elpd_waic": float(waic.elpd_waic), "se_waic": float(waic.se),
-                         "p_waic": float(waic.p_waic), "weight": float(cmp.loc[n, "weight"])})
-    table = pd.DataFrame(rows)
-    # az.compare's weights sum to 1 up to its optimiser's tolerance; make it exact.
-    table["weight"] = table["weight"].clip(lower=0) / table["weight"].clip(lower=0).sum()
-    return table.sort_values("rank_loo", kind="stable").reset_index(drop=True)
-
-
-def _fold_rows(outcome: Outcome) -> pd.DataFrame:
-    """Every stored per-row fold score, one frame (full-fit results left out)."""
-    parts = [f for k, f in outcome.results.items() if not k.startswith("full-")]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-_LOGO_COLUMNS = ["spec", "family", "n_rows", "elpd_joint", "elpd_rows", "coverage", "gate_passed", "status"]
-_EXTRAP_COLUMNS = ["spec", "family", "known_family", "n_rows", "elpd_joint", "elpd_rows", "coverage",
-                   "gate_passed", "status"]
-
-
-def _empty_logo() -> pd.DataFrame:
-    return pd.DataFrame(columns=_LOGO_COLUMNS)
-
-
-def _empty_extrap() -> pd.DataFrame:
-    return pd.DataFrame(columns=_EXTRAP_COLUMNS)
-
-
-def _per_family(rows: pd.DataFrame) -> pd.DataFrame:
-    grouped = rows.groupby(["spec", "family"], sort=False)
-    return grouped.agg(n_rows=("elpd", "size"), elpd_joint=("elpd_joint", "first"),
-                       elpd_rows=("elpd", "sum"), coverage=("covered", "mean"),
-                       gate_passed=("gate_passed", "first")).reset_index()
-
-
-def logo_table(rows: pd.DataFrame, names: Sequence[str],
-               failed: dict[str, tuple[_Fold, str]]) -> pd.DataFrame:
-    """One row per spec x held-out family; failed folds are kept with their error in ``status``."""
-    done = rows[rows["fold"] != "extrapolate"] if len(rows) else rows
-    table = _per_family(done).assign(status="ok") if len(done) else _empty_logo()
-    missing = [{"spec": m.spec, "family": m.family, "status": f"failed: {msg}"}
-               for m, msg in failed.values() if m.kind == "logo"]
-    return _with_failures(table, missing, names, _LOGO_COLUMNS)
-
-
-def _with_failures(table: pd.DataFrame, missing: list[dict[str, str]], names: Sequence[str],
-                   columns: Sequence[str]) -> pd.DataFrame:
-    """``table`` plus one row per failed fold, sorted by spec (in ``names`` order) and family."""
-    if missing:
-        table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True)
-    order = {n: i for i, n in enumerate(names)}
-    table = table.sort_values(["spec", "family"], key=lambda c: c.map(order) if c.name == "spec" else c)
-    return table[list(columns)].reset_index(drop=True)
-
-
-
-def logo_totals(logo: pd.DataFrame) -> pd.DataFrame:
-    """LOGO totals per spec over the families every spec scored, with paired-difference SE."""
-    ok = logo[logo["status"] == "ok"]
-    wide = ok.pivot(index="family", columns="spec", values="elpd_joint").dropna()
-    rows_wide = ok.pivot(index="family", columns="spec", values="elpd_rows").reindex(wide.index)
-    cover = ok.set_index(["family", "spec"])
-    diffs = _paired(wide)
-    out = []
-    for spec in wide.columns:
-        fam = wide.index
-        covered = cover.loc[[(f, spec) for f in fam]]
-        out.append({"spec": spec, "logo_elpd": float(wide[spec].sum()),
-                    "logo_elpd_rows": float(rows_wide[spec].sum()),
-                    "logo_diff": diffs[spec][0], "logo_dse": diffs[spec][1],
-                    "logo_coverage": float((covered["coverage"] * covered["n_rows"]).sum()
-                                           / covered["n_rows"].sum()),
-                    "logo_families": len(fam)})
-    return pd.DataFrame(out, columns=["spec", "logo_elpd", "logo_elpd_rows", "logo_diff", "logo_dse",
-                                      "logo_coverage", "logo_families"])
-
-
-def _paired(wide: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """Per column: (how far its sum is behind the best column's, SE of that difference).
-
-    The convention and the SE are ArviZ's (``elpd_diff`` >= 0, ``sqrt(n * var(d_i))`` of the
-    unit-wise differences ``d_i``), so all three scores read alike.
-    """
-    if wide.empty:
-        return dict.fromkeys(wide.columns, (np.nan, np.nan))
-    best = wide.sum().idxmax()
-    out = {}
-    for c in wide.columns:
-        d = (wide[best] - wide[c]).to_numpy()
-        out[c] = (float(d.sum()), float(np.sqrt(len(d) * np.var(d))))
-    return out
-
-
-def extrapolation_table(rows: pd.DataFrame, names: Sequence[str],
-                        failed: dict[str, tuple[_Fold, str]]) -> pd.DataFrame:
-    """One row per spec x family with held-out rows of the extrapolation split."""
-    part = rows[rows["fold"] == "extrapolate"] if len(rows) else rows
-    if len(part):
-        table = _per_family(part).merge(
-            part.groupby(["spec", "family"])["known_family"].first().reset_index(), on=["spec", "family"])
-        table["status"] = "ok"
-    else:
-        table = _empty_extrap()
-    missing = [{"spec": m.spec, "family": "", "status": f"failed: {msg}"}
-               for m, msg in failed.values() if m.kind == "extrapolate"]
-    return _with_failures(table, missing, names, _EXTRAP_COLUMNS)
-
-
-def extrapolation_totals(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """Extrapolation elpd (sum over held-out rows), difference SE over rows, and coverage."""
-    cols = ["spec", "extrap_elpd", "extrap_diff", "extrap_dse", "extrap_coverage", "extrap_rows"]
-    part = rows[rows["fold"] == "extrapolate"] if len(rows) else rows
-    if not len(part):
-        return pd.DataFrame(columns=cols)
-    wide = part.pivot(index="row", columns="spec", values="elpd").dropna()
-    diffs = _paired(wide)
-    cover = part.groupby("spec")["covered"].mean()
-    return pd.DataFrame([{"spec": s, "extrap_elpd": float(wide[s].sum()), "extrap_diff": diffs[s][0],
-                          "extrap_dse": diffs[s][1], "extrap_coverage": float(cover[s]),
-                          "extrap_rows": len(wide)} for s in wide.columns], columns=cols)
-
-
-# --- stacked 100T table ----------------------------------------------------------------------------
-
-
-def stacked_table(runs: dict[str, Run], weights: dict[str, float], *, grid: pd.DataFrame | None = None,
-                  seed: int = DEFAULT_SEED, prob: float = CI_PROB) -> pd.DataFrame:
-    """Bands of each spec and of their stacking mixture on ``grid`` (default: the 100T table).
-
-    The mixture's draws are the union of every spec's posterior predictive draws, each spec's
-    weighted by its stacking weight over its number of draws; its bands are weighted quantiles.
-    Rows have ``model`` (a spec name or ``"stacked"``) and ``weight``.
-    """
-    grid = (default_grid() if grid is None else grid).reset_index(drop=True)
-    q = np.array([(1 - prob) / 2, 0.5, (1 + prob) / 2])
-    parts, mean_draws, pred_draws, draw_w = [], [], [], []
-    for name, run in runs.items():
-        parts.append(predict(run, grid, prob=prob, seed=seed).assign(model=name, weight=weights[name]))
-        log_mu, log_pred = _predictive_draws(run, grid, seed)
-        mean_draws.append(log_mu)
-        pred_draws.append(log_pred)
-        draw_w.append(np.full(len(log_mu), weights[name] / len(log_mu)))
-    w = np.concatenate(draw_w)
-    stacked = grid.copy()
-    for prefix, draws in (("mean", np.vstack(mean_draws)), ("pred", np.vstack(pred_draws))):
-        bands = np.exp(_weighted_quantiles(draws, w, q))
-        for j, suffix in enumerate(("lower", "median", "upper")):
-            stacked[f"{prefix}_{suffix}"] = bands[:, j]
-    stacked["new_levels"] = parts[0]["new_levels"].to_numpy()
-    stacked = stacked.assign(model="stacked", weight=float(sum(weights.values())))
-    table = pd.concat([*parts, stacked], ignore_index=True)
-    lead = ["model", "weight"]
-    return table[lead + [c for c in table.columns if c not in lead]]
-
-
-def _predictive_draws(run: Run, grid: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Log law-mean and log new-measurement draws (samples x rows), as :func:`predict` makes them."""
-    noise = flat(run.idata, "sigma") * draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]),
-                                                      (n_samples(run.idata),))
-    log_mu = row_log_mu(run.idata, run.spec, build_design(grid, run.levels), seed=seed)
-    return log_mu, log_mu + noise[:, None]
-
-
-def _weighted_quantiles(draws: np.ndarray, weights: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Quantiles ``q`` of every column of ``draws`` under per-draw ``weights``: (columns, len(q))."""
-    out = np.empty((draws.shape[1], len(q)))
-    for j in range(draws.shape[1]):
-        order = np.argsort(draws[:, j])
-        values, w = draws[order, j], weights[order]
-        # midpoint rule: the empirical CDF at each sorted draw, centred on its own mass
-        cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
-        out[j] = np.interp(q, cdf, values)
-    return out
-
-
-# --- summary -------------------------------------------------------------------------------------
-
-
-def _certainty(diff: float, se: float) -> str:
-    """How sure a lead of ``diff`` elpd (with standard error ``se``) is, in words.
-
-    Under 2 SE the forms are not distinguishable; 2 to 4 SE is a probable, above 4 SE a clear
-    preference (the usual reading of ``elpd_diff / dse``).
-    """
-    if not np.isfinite(diff) or not np.isfinite(se):
-        return "not available"
-    if se <= 0:
-        return "identical scores" if diff == 0 else f"{diff:.1f} elpd ahead"
-    z = diff / se
-    verdict = ("not distinguishable" if z < 2 else "probably better" if z < 4 else "clearly better")
-    return f"{diff:.1f} ± {se:.1f} elpd ahead ({z:.1f} SE: {verdict})"
-
-
-def _verdict(table: pd.DataFrame, score: str, diff: str, dse: str, what: str) -> list[str]:
-    ranked = table.dropna(subset=[score]).sort_values(score, ascending=False)
-    if len(ranked) < 2:
-        return [f"{what}: not enough scored specs"]
-    best, second = ranked.iloc[0], ranked.iloc[1]
-    lines = [f"{what}: prefers {best['spec']}; over {second['spec']}: "
-             f"{_certainty(float(second[diff]), float(second[dse]))}"]
-    for r in ranked.iloc[2:].itertuples(index=False):
-        lines.append(f"    over {r.spec}: {_certainty(float(getattr(r, diff)), float(getattr(r, dse)))}")
-    return lines
-
-
-def format_summary(result: Comparison) -> str:
-    """The printed verdict of a comparison (see :meth:`Comparison.summary`)."""
-    t = result.table
-    lines = [f"compared {len(t)} law forms on {result.dataset_label}", ""]
-    lines.append(f"{'spec':<16} {'law':<10} {'elpd_loo':>10} {'se':>7} {'p_loo':>7} {'k>good':>7} "
-                 f"{'weight':>7}" + (f" {'logo_elpd':>10} {'cover':>6}" if "logo" in result.cv else "")
-                 + (f" {'extrap':>9} {'cover':>6}" if "extrapolate" in result.cv else ""))
-    for r in t.itertuples(index=False):
-        line = (f"{r.spec[:16]:<16} {r.law[:10]:<10} {r.elpd_loo:>10.1f} {r.se_loo:>7.1f} {r.p_loo:>7.1f} "
-                f"{r.pareto_k_bad + r.pareto_k_very_bad:>7d} {r.weight:>7.3f}")
-        if "logo" in result.cv:
-            line += f" {r.logo_elpd:>10.1f} {r.logo_coverage:>6.0%}"
-        if "extrapolate" in result.cv:
-            line += f" {r.extrap_elpd:>9.1f} {r.extrap_coverage:>6.0%}"
-        lines.append(line)
-    lines.append("")
-    lines += _verdict(t, "elpd_loo", "elpd_diff_loo", "dse_loo", "PSIS-LOO (rows)")
-    if "logo" in result.cv:
-        lines += _verdict(t, "logo_elpd", "logo_diff", "logo_dse", "leave-one-family-out (new family)")
-    if "extrapolate" in result.cv:
-        lines += _verdict(t, "extrap_elpd", "extrap_diff", "extrap_dse", "extrapolation to larger D")
-    top = t.sort_values("weight", ascending=False).iloc[0]
-    lines.append("stacking weights: " + ", ".join(f"{r.spec} {r.weight:.2f}" for r in t.itertuples())
-                 + f" (largest: {top['spec']})")
-    bad_k = t[(t["pareto_k_bad"] + t["pareto_k_very_bad"]) > 0]
-    for r in bad_k.itertuples(index=False):
-        lines.append(f"warning: {r.spec}: {r.pareto_k_bad + r.pareto_k_very_bad} rows with Pareto k above "
-                     "the reliable limit; its PSIS-LOO is optimistic there (trust LOGO more)")
-    for r in t[~t["gate_passed"].astype(bool)].itertuples(index=False):
-        lines.append(f"warning: the full fit of {r.spec} FAILED its convergence gate")
-    for key, msg in result.failed.items():
-        lines.append(f"FAILED fold {key}: {msg}")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

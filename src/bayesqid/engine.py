@@ -188,8 +188,9 @@ class WhitenedEngine:
             coefs = coefficients(posterior, self.system, data, self.design.levels)
         # The whitened coordinates are internal (and depend on the scales and the data): runs
         # keep the coefficients and sigma, as every other engine's do.
+        internal = tuple(f"{n}_" for n in INTERNAL)
         raw.posterior = posterior.drop_vars([v for v in posterior.data_vars
-                                             if v in INTERNAL or v.startswith(tuple(f"{n}_" for n in INTERNAL))])
+                                             if v in INTERNAL or v.startswith(internal)])
         for name, da in coefs.items():
             raw.posterior[name] = da.assign_coords(chain=posterior.chain, draw=posterior.draw)
         return raw
