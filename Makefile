@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bayesqid-installed
 
-.PHONY: run test test-fast bench clean
+.PHONY: run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bayesqid needs Python >= 3.11"'
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/bayesqid fit && $(BIN)/bayesqid report runs/default.nc --out runs/report.html
 
+# The tests also cover the JAX route (numpyro sampler, the Ops' JAX implementations): the GPU
+# path's code, run here on the CPU.
+TEST_STAMP := $(VENV)/.bayesqid-test-installed
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,numpyro]"
+	touch $(TEST_STAMP)
+
 ## The test suite (fast tiers; slow recovery tests too when BAYESQID_RUN_SLOW=1).
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
