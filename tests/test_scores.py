@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesqid.scores import Fold, _certainty, _paired, _weighted_quantiles, logo_table, logo_totals
+from bayesqid.compare import joint_elpd
+from bayesqid.scores import (
+    Fold,
+    _certainty,
+    _paired,
+    _unreliable_joint,
+    _weighted_quantiles,
+    logo_table,
+    logo_totals,
+)
 
 
 def test_weighted_quantiles_match_plain_quantiles_under_equal_weights():
@@ -55,3 +64,30 @@ def test_logo_totals_use_only_families_every_spec_scored_and_keep_failures_visib
     assert totals.loc["a", "logo_elpd"] == -3.5 and totals.loc["b", "logo_elpd"] == -5.5
     assert totals.loc["b", "logo_diff"] == pytest.approx(2.0) and totals.loc["a", "logo_families"] == 1
     assert totals.loc["a", "logo_coverage"] == pytest.approx(0.5)
+    # Fold results stored without the Monte Carlo columns (an older comparison, resumed): NaN.
+    assert np.isnan(totals.loc["a", "logo_mcse"]) and np.isnan(table["joint_khat"]).all()
+
+
+def test_logo_totals_carry_the_joint_scores_monte_carlo_error():
+    rows = pd.DataFrame({
+        "spec": ["a", "a", "b", "b"], "family": ["F", "G", "F", "G"], "fold": "logo",
+        "elpd": [-1.0, -2.0, -1.5, -2.5], "elpd_joint": [-1.0, -2.0, -1.5, -2.5],
+        "joint_khat": [0.2, 0.9, 0.3, 0.4], "joint_mcse": [3.0, 4.0, 0.5, 0.5],
+        "covered": True, "gate_passed": True,
+    })
+    logo = logo_table(rows, ["a", "b"], {})
+    totals = logo_totals(logo).set_index("spec")
+    assert totals.loc["a", "logo_mcse"] == pytest.approx(5.0) and totals.loc["a", "logo_khat_max"] == 0.9
+    (warning,) = _unreliable_joint(logo)
+    assert warning.startswith("warning: a:") and "G (k 0.90, MCSE 4.0)" in warning
+
+
+def test_joint_elpd_reports_when_a_few_draws_carry_the_mean():
+    rng = np.random.default_rng(1)
+    flat = rng.normal(0.0, 0.1, 4000)  # every draw alike: a reliable mean
+    elpd, khat, mcse = joint_elpd(flat)
+    assert elpd == pytest.approx(np.log(np.mean(np.exp(flat)))) and khat < 0.5 and mcse < 0.01
+    # A joint density over hundreds of rows: log-likelihoods spread over tens of nats.
+    spread = rng.normal(0.0, 15.0, 4000)
+    elpd, khat, mcse = joint_elpd(spread)
+    assert np.isfinite(elpd) and khat > 0.7 and mcse > 0.3

@@ -461,8 +461,8 @@ def compare_section(saved: object) -> Section:
     table = saved.table.copy()  # type: ignore[attr-defined]
     cols = [c for c in ("spec", "law", "elpd_loo", "se_loo", "elpd_diff_loo", "dse_loo", "p_loo",
                         "pareto_k_bad", "pareto_k_very_bad", "weight", "logo_elpd", "logo_diff", "logo_dse",
-                        "logo_coverage", "extrap_elpd", "extrap_diff", "extrap_dse", "extrap_coverage",
-                        "gate_passed", "failed_folds") if c in table.columns]
+                        "logo_mcse", "logo_khat_max", "logo_coverage", "extrap_elpd", "extrap_diff",
+                        "extrap_dse", "extrap_coverage", "gate_passed", "failed_folds") if c in table.columns]
     shown = table[cols].copy()
     for col in shown.columns:
         if shown[col].dtype.kind == "f":
@@ -472,7 +472,9 @@ def compare_section(saved: object) -> Section:
             "a form is behind the best, <code>*_dse</code>: the SE of that difference (under 2 SE: not "
             "distinguishable). Leave-one-family-out scores each held-out family as a new family (joint "
             "density of its rows); coverage is the share of held-out rows inside their 90% "
-            "new-measurement interval. Weights are ArviZ stacking weights.</p>", _table(shown)]
+            "new-measurement interval. <code>logo_mcse</code> is the Monte Carlo SE of a LOGO total and "
+            "<code>logo_khat_max</code> the largest Pareto k of its families' joint scores (above 0.7 a "
+            "family's score rests on a few draws). Weights are ArviZ stacking weights.</p>", _table(shown)]
     logo = saved.logo  # type: ignore[attr-defined]
     if logo is not None and len(logo):
         wide = logo.pivot_table(index="family", columns="spec", values="elpd_joint", aggfunc="first")

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from bayesqid.compare import Comparison
 
 
+#: Pareto k above which a Monte Carlo mean over draws is unreliable (Vehtari et al., PSIS).
+KHAT_LIMIT = 0.7
+
+
 @dataclass(frozen=True)
 class Fold:
     """What a comparison task key stands for: the scheme, the spec and (LOGO) the held-out family."""
@@ -70,9 +74,10 @@ def fold_rows(outcome: Outcome) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-_LOGO_COLUMNS = ["spec", "family", "n_rows", "elpd_joint", "elpd_rows", "coverage", "gate_passed", "status"]
-_EXTRAP_COLUMNS = ["spec", "family", "known_family", "n_rows", "elpd_joint", "elpd_rows", "coverage",
-                   "gate_passed", "status"]
+_LOGO_COLUMNS = ["spec", "family", "n_rows", "elpd_joint", "joint_khat", "joint_mcse", "elpd_rows",
+                 "coverage", "gate_passed", "status"]
+_EXTRAP_COLUMNS = ["spec", "family", "known_family", "n_rows", "elpd_joint", "joint_khat", "joint_mcse",
+                   "elpd_rows", "coverage", "gate_passed", "status"]
 
 
 def empty_logo() -> pd.DataFrame:
@@ -84,8 +89,12 @@ def empty_extrapolation() -> pd.DataFrame:
 
 
 def _per_family(rows: pd.DataFrame) -> pd.DataFrame:
+    # Fold results stored by an older version (a resumed comparison) lack the joint score's
+    # Monte Carlo columns: unknown, not zero.
+    rows = rows.assign(**{c: rows.get(c, np.nan) for c in ("joint_khat", "joint_mcse")})
     grouped = rows.groupby(["spec", "family"], sort=False)
     return grouped.agg(n_rows=("elpd", "size"), elpd_joint=("elpd_joint", "first"),
+                       joint_khat=("joint_khat", "first"), joint_mcse=("joint_mcse", "first"),
                        elpd_rows=("elpd", "sum"), coverage=("covered", "mean"),
                        gate_passed=("gate_passed", "first")).reset_index()
 
@@ -112,7 +121,9 @@ def _with_failures(table: pd.DataFrame, missing: list[dict[str, str]], names: Se
 
 
 def logo_totals(logo: pd.DataFrame) -> pd.DataFrame:
-    """LOGO totals per spec over the families every spec scored, with paired-difference SE."""
+    """LOGO totals per spec over the families every spec scored, with paired-difference SE, the
+    Monte Carlo SE of the total (families' ``joint_mcse`` in quadrature) and the largest
+    ``joint_khat``."""
     ok = logo[logo["status"] == "ok"]
     wide = ok.pivot(index="family", columns="spec", values="elpd_joint").dropna()
     rows_wide = ok.pivot(index="family", columns="spec", values="elpd_rows").reindex(wide.index)
@@ -125,11 +136,13 @@ def logo_totals(logo: pd.DataFrame) -> pd.DataFrame:
         out.append({"spec": spec, "logo_elpd": float(wide[spec].sum()),
                     "logo_elpd_rows": float(rows_wide[spec].sum()),
                     "logo_diff": diffs[spec][0], "logo_dse": diffs[spec][1],
+                    "logo_mcse": float(np.sqrt((covered["joint_mcse"].astype(float) ** 2).sum(min_count=1))),
+                    "logo_khat_max": float(covered["joint_khat"].astype(float).max()),
                     "logo_coverage": float((covered["coverage"] * covered["n_rows"]).sum()
                                            / covered["n_rows"].sum()),
                     "logo_families": len(fam)})
     return pd.DataFrame(out, columns=["spec", "logo_elpd", "logo_elpd_rows", "logo_diff", "logo_dse",
-                                      "logo_coverage", "logo_families"])
+                                      "logo_mcse", "logo_khat_max", "logo_coverage", "logo_families"])
 
 
 def _paired(wide: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -260,6 +273,18 @@ def _verdict(table: pd.DataFrame, score: str, diff: str, dse: str, what: str) ->
     return lines
 
 
+def _unreliable_joint(logo: pd.DataFrame, limit: float = KHAT_LIMIT) -> list[str]:
+    """Warnings for LOGO joint scores that rest on a few draws (Pareto k above ``limit``)."""
+    bad = logo[logo["joint_khat"].astype(float) > limit]
+    lines = []
+    for spec, part in bad.groupby("spec", sort=False):
+        fams = ", ".join(f"{r.family} (k {r.joint_khat:.2f}, MCSE {r.joint_mcse:.1f})"
+                         for r in part.itertuples(index=False))
+        lines.append(f"warning: {spec}: leave-one-family-out joint scores rest on a few draws for {fams}; "
+                     "their Monte Carlo error may exceed the MCSE shown (more draws would help)")
+    return lines
+
+
 def format_summary(result: Comparison) -> str:
     """The printed verdict of a comparison (see :meth:`Comparison.summary`)."""
     t = result.table
@@ -279,11 +304,16 @@ def format_summary(result: Comparison) -> str:
     lines += _verdict(t, "elpd_loo", "elpd_diff_loo", "dse_loo", "PSIS-LOO (rows)")
     if "logo" in result.cv:
         lines += _verdict(t, "logo_elpd", "logo_diff", "logo_dse", "leave-one-family-out (new family)")
+        if "logo_mcse" in t:
+            lines.append("    Monte Carlo SE of each LOGO total (over and above the SEs above): "
+                         + ", ".join(f"{r.spec} {r.logo_mcse:.1f}" for r in t.itertuples(index=False)))
     if "extrapolate" in result.cv:
         lines += _verdict(t, "extrap_elpd", "extrap_diff", "extrap_dse", "extrapolation to larger D")
     top = t.sort_values("weight", ascending=False).iloc[0]
     lines.append("stacking weights: " + ", ".join(f"{r.spec} {r.weight:.2f}" for r in t.itertuples())
                  + f" (largest: {top['spec']})")
+    if "logo" in result.cv:
+        lines += _unreliable_joint(result.logo)
     bad_k = t[(t["pareto_k_bad"] + t["pareto_k_very_bad"]) > 0]
     for r in bad_k.itertuples(index=False):
         lines.append(f"warning: {r.spec}: {r.pareto_k_bad + r.pareto_k_very_bad} rows with Pareto k above "
