@@ -281,7 +281,8 @@ def _unreliable_joint(logo: pd.DataFrame, limit: float = KHAT_LIMIT) -> list[str
         fams = ", ".join(f"{r.family} (k {r.joint_khat:.2f}, MCSE {r.joint_mcse:.1f})"
                          for r in part.itertuples(index=False))
         lines.append(f"warning: {spec}: leave-one-family-out joint scores rest on a few draws for {fams}; "
-                     "their Monte Carlo error may exceed the MCSE shown (more draws would help)")
+                     "their Monte Carlo error may far exceed the MCSE shown, and LOGO differences between "
+                     "forms are uncertain beyond their SE")
     return lines
 
 
@@ -305,8 +306,10 @@ def format_summary(result: Comparison) -> str:
     if "logo" in result.cv:
         lines += _verdict(t, "logo_elpd", "logo_diff", "logo_dse", "leave-one-family-out (new family)")
         if "logo_mcse" in t:
-            lines.append("    Monte Carlo SE of each LOGO total (over and above the SEs above): "
-                         + ", ".join(f"{r.spec} {r.logo_mcse:.1f}" for r in t.itertuples(index=False)))
+            lines.append("    Monte Carlo SE of each LOGO total (over and above the SEs above): " + ", ".join(
+                f"{r.spec} {r.logo_mcse:.1f}" + (f" (unreliable: Pareto k up to {r.logo_khat_max:.1f})"
+                                                 if r.logo_khat_max > KHAT_LIMIT else "")
+                for r in t.itertuples(index=False)))
     if "extrapolate" in result.cv:
         lines += _verdict(t, "extrap_elpd", "extrap_diff", "extrap_dse", "extrapolation to larger D")
     top = t.sort_values("weight", ascending=False).iloc[0]
