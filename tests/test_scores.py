@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesqid.compare import joint_elpd
 from bayesqid.scores import (
     Fold,
     _certainty,
     _paired,
     _unreliable_joint,
     _weighted_quantiles,
+    joint_elpd,
     logo_table,
     logo_totals,
 )

@@ -53,6 +53,7 @@ from bayesqid.scores import (
     extrapolation_totals,
     fold_rows,
     format_summary,
+    joint_elpd,
     logo_table,
     logo_totals,
     loo_table,
@@ -356,26 +357,6 @@ def score_rows(run: Run, frame: pd.DataFrame, *, seed: int, prob: float = CI_PRO
     return pd.DataFrame({"row": frame.index.to_numpy(), "qid": qid, "censored": censored, "elpd": elpd,
                          "pred_lower": lower, "pred_upper": upper, "covered": covered,
                          "elpd_joint": joint, "joint_khat": khat, "joint_mcse": mcse})
-
-
-def joint_elpd(log_lik: np.ndarray) -> tuple[float, float, float]:
-    """``log mean exp`` of per-draw joint log-likelihoods, with its Monte Carlo reliability.
-
-    A family's joint score multiplies hundreds of rows' densities, so a handful of draws can
-    carry almost all of the mean: on the reference data two comparisons with the same
-    posterior but other draws moved LLaMA-1's joint score by 34 nats. Returns ``(elpd, khat,
-    mcse)``: ``khat`` is the Pareto shape of the draws' weights ``exp(log_lik)`` (ArviZ's PSIS
-    fit; above :data:`bayesqid.scores.KHAT_LIMIT` the mean is unreliable and ``mcse`` understates the error),
-    ``mcse`` the delta-method standard error of the log-mean for independent draws.
-    """
-    s = len(log_lik)
-    w = np.exp(log_lik - log_lik.max())
-    elpd = float(logsumexp(log_lik) - np.log(s))
-    mcse = float(w.std() / (np.sqrt(s) * w.mean()))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns on k above 0.7: reported as a value here
-        _, khat = az.psislw(log_lik - log_lik.max())
-    return elpd, float(khat), mcse
 
 
 # --- the comparison ------------------------------------------------------------------------------
