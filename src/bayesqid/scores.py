@@ -1,5 +1,6 @@
 """Score tables of a law-form comparison: PSIS-LOO/WAIC with stacking weights, leave-one-family-
-out and extrapolation elpd with paired-difference SEs, the stacked 100T table, and the verdict.
+out and extrapolation elpd with paired-difference SEs (and the Monte Carlo reliability of the
+families' joint scores), the stacked 100T table, and the verdict.
 
 Pure functions of full runs and of the per-row fold scores that :mod:`bayesqid.compare`
 collects; nothing here fits a model.
@@ -92,12 +93,13 @@ def joint_elpd(log_lik: np.ndarray) -> tuple[float, float, float]:
     ``mcse`` the delta-method standard error of the log-mean for independent draws.
     """
     s = len(log_lik)
-    w = np.exp(log_lik - log_lik.max())
+    shifted = log_lik - log_lik.max()
+    w = np.exp(shifted)
     elpd = float(logsumexp(log_lik) - np.log(s))
     mcse = float(w.std() / (np.sqrt(s) * w.mean()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on k above 0.7: reported as a value here
-        _, khat = az.psislw(log_lik - log_lik.max())
+        _, khat = az.psislw(shifted)
     return elpd, float(khat), mcse
 
 
