@@ -34,7 +34,7 @@ def timed(cmd: list[str]) -> tuple[float, str]:
 
 
 def bench_bayesqid(spec: str, sampler: str, engine: str) -> dict[str, float]:
-    from bayesqid.run import load_run
+    from bayesqid.sampling.run import load_run
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.nc"

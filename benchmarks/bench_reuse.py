@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 import bayesqid as bq
-from bayesqid.refit import Refitter
+from bayesqid.sampling.refit import Refitter
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 import bayesqid as bq
-from bayesqid.design import build_design
-from bayesqid.laws import published_ouyang
+from bayesqid.data.design import build_design
+from bayesqid.lang.laws import published_ouyang
 
 
 def simulated_reference(factor: int, seed: int = 0) -> bq.Dataset:

@@ -20,13 +20,13 @@ import xarray as xr
 
 import bayesqid as bq
 from bayesqid.constants import GROUPS, OBS
-from bayesqid.design import build_design
-from bayesqid.diagnostics import check_convergence
+from bayesqid.data.design import build_design
+from bayesqid.engines.direct import build_model
 from bayesqid.errors import ConvergenceWarning
-from bayesqid.fit import _constant_data, package_versions
-from bayesqid.model import build_model
-from bayesqid.posterior import log_likelihood
-from bayesqid.run import Run
+from bayesqid.sampling.diagnostics import check_convergence
+from bayesqid.sampling.draws import log_likelihood
+from bayesqid.sampling.fit import constant_data, package_versions
+from bayesqid.sampling.run import Run
 
 #: Seed of the mock run's prior draws and of the session's NUTS fit.
 MOCK_SEED = 20241122
@@ -135,7 +135,7 @@ def make_mock_run(dataset: bq.Dataset, spec: bq.ModelSpec, *, chains: int = 2, d
         posterior=posterior,
         sample_stats=sample_stats,
         observed_data=xr.Dataset({"qid": ((OBS,), qid)}),
-        constant_data=_constant_data(frame),
+        constant_data=constant_data(frame),
     )
     # add_groups, not attribute assignment: an InferenceData attribute set by assignment is not a
     # group, is not listed by groups() and is not saved (see test_fit.py / the fit.py bug).

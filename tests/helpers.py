@@ -30,7 +30,7 @@ def four_family_law_data(reference, noise, seed: int):
     import numpy as np
 
     import bayesqid as bq
-    from bayesqid.design import build_design
+    from bayesqid.data.design import build_design
 
     frame = reference.frame[reference.frame["family"].isin(["BLOOM", "OPT", "LLaMA-1", "OLMo"])]
     frame = frame.reset_index(drop=True)

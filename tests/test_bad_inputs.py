@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
-from bayesqid.data import load_grid, load_table
+from bayesqid.data.dataset import load_grid, load_table
 from bayesqid.errors import DataError
-from bayesqid.training import load_measurements
+from bayesqid.questions.training import load_measurements
 from helpers import one_line
 
 BAD = Path(__file__).parent / "data" / "bad"
 
-fit_module = importlib.import_module("bayesqid.fit")
+fit_module = importlib.import_module("bayesqid.sampling.fit")
 
 # Which commands read which files. "grid" is `predict RUN --grid`, "measurements" is
 # `training-level RUN --measurements`; "data" and "fit" read canonical tables.

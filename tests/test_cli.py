@@ -12,13 +12,13 @@ import pytest
 
 import bayesqid as bq
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
-from bayesqid.data import GRID_COLUMNS
-from bayesqid.predict import BAND_COLUMNS, default_grid
-from bayesqid.run import load_run
+from bayesqid.data.dataset import GRID_COLUMNS
+from bayesqid.questions.predict import BAND_COLUMNS, default_grid
+from bayesqid.sampling.run import load_run
 from helpers import one_line, write_rows
 
 # `bayesqid.fit` the attribute is the function (re-exported by the package); the module:
-fit_module = importlib.import_module("bayesqid.fit")
+fit_module = importlib.import_module("bayesqid.sampling.fit")
 
 VALID = {
     "family": "OPT", "model": "OPT-125M", "params": "85056000", "tokens": "1.8e11", "bits": "4",

@@ -26,10 +26,10 @@ import xarray as xr
 import bayesqid as bq
 from bayesqid.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from bayesqid.errors import RunError
-from bayesqid.run import Run, load_run
+from bayesqid.sampling.run import Run, load_run
 from helpers import one_line
 
-fit_module = importlib.import_module("bayesqid.fit")
+fit_module = importlib.import_module("bayesqid.sampling.fit")
 EXE = Path(sys.executable).with_name("bayesqid")
 
 MEASUREMENTS = "family,params,bits,method,group_size,eval_set,qid\nX,1e9,3,GPTQ,128,wikitext2,0.31\n" \

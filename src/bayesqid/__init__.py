@@ -6,31 +6,37 @@ The public API, re-exported without side effects::
     run = bq.fit(bq.load_spec("ouyang"), bq.load_dataset(None), bq.SamplerConfig.preset("ci"))
     bq.predict(run, bq.default_grid())
     bq.token_budget(run, qid_targets=[0.3], params=[7e9], bits=[3, 4])
+    bq.compare(["ouyang", "kumar"], bq.load_reference(), cv=["loo", "logo"])
+    bq.plot_qid(run, x="tokens", family="OLMo", params=1.2e9, tokens=[1e11, 1e12, 1e14], bits=[3, 4])
+
+Modules live in wings that import only downwards (see ARCHITECTURE.md); this module re-exports
+the names a notebook needs, so none needs a private import.
 """
 
 from __future__ import annotations
 
-from importlib import metadata
-
-from bayesqid.constants import CI_PROB, DEFAULT_SEED
-from bayesqid.data import Dataset, load_dataset, load_grid, load_reference, load_table, validate
-from bayesqid.diagnostics import Diagnostics, check_convergence
+from bayesqid.checks.compare import Comparison, compare, load_comparison
+from bayesqid.checks.sbc import SBCResult, load_sbc, run_sbc, tiny_design
+from bayesqid.checks.sensitivity import prior_sensitivity
+from bayesqid.constants import CI_PROB, DEFAULT_SEED, package_version
+from bayesqid.data.dataset import Dataset, load_grid, load_table, validate
+from bayesqid.data.sources import join_datasets, load_dataset, load_reference
+from bayesqid.engines.sampler import SAMPLERS, SamplerConfig
 from bayesqid.errors import BayesqidError, ConvergenceWarning, DataError, RunError, SpecError
-from bayesqid.fit import SAMPLERS, SamplerConfig, fit
-from bayesqid.inverse import token_budget
-from bayesqid.laws import LAWS, Law, get_law
-from bayesqid.predict import default_grid, predict
-from bayesqid.priors import Prior
-from bayesqid.run import Run, load_run, save_run
-from bayesqid.sbc import SBCResult, load_sbc, run_sbc, tiny_design
-from bayesqid.sensitivity import prior_sensitivity
-from bayesqid.spec import Effect, Likelihood, ModelSpec, available_specs, load_spec
-from bayesqid.training import TrainingLevel, load_measurements, training_level
+from bayesqid.lang.laws import LAWS, Law, PointLaw, get_law, ouyang_eq8
+from bayesqid.lang.priors import Prior
+from bayesqid.lang.spec import Effect, Likelihood, ModelSpec, available_specs, load_spec
+from bayesqid.questions.grid import grid
+from bayesqid.questions.inverse import token_budget
+from bayesqid.questions.predict import default_grid, predict
+from bayesqid.questions.training import TrainingLevel, load_measurements, training_level
+from bayesqid.report.builder import build_report
+from bayesqid.report.plots import plot_bands, plot_data, plot_qid
+from bayesqid.sampling.diagnostics import Diagnostics, check_convergence
+from bayesqid.sampling.fit import fit
+from bayesqid.sampling.run import Run, load_run, save_run
 
-try:
-    __version__ = metadata.version("bayesqid")
-except metadata.PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+__version__ = package_version()
 
 __all__ = [
     "CI_PROB",
@@ -38,6 +44,7 @@ __all__ = [
     "LAWS",
     "SAMPLERS",
     "BayesqidError",
+    "Comparison",
     "ConvergenceWarning",
     "DataError",
     "Dataset",
@@ -46,6 +53,7 @@ __all__ = [
     "Law",
     "Likelihood",
     "ModelSpec",
+    "PointLaw",
     "Prior",
     "Run",
     "RunError",
@@ -55,10 +63,15 @@ __all__ = [
     "TrainingLevel",
     "__version__",
     "available_specs",
+    "build_report",
     "check_convergence",
+    "compare",
     "default_grid",
     "fit",
     "get_law",
+    "grid",
+    "join_datasets",
+    "load_comparison",
     "load_dataset",
     "load_grid",
     "load_measurements",
@@ -67,6 +80,10 @@ __all__ = [
     "load_sbc",
     "load_spec",
     "load_table",
+    "ouyang_eq8",
+    "plot_bands",
+    "plot_data",
+    "plot_qid",
     "predict",
     "prior_sensitivity",
     "run_sbc",

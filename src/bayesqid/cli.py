@@ -83,8 +83,7 @@ def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesqid`` command."""
-    from bayesqid.engine import ENGINES
-    from bayesqid.fit import SAMPLERS, SamplerConfig
+    from bayesqid.engines.sampler import ENGINES, SAMPLERS, SamplerConfig
 
     parser = _Parser(prog="bayesqid", description="Hierarchical Bayesian scaling laws of "
                      "quantization-induced degradation (QiD).")
@@ -191,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from bayesqid.data import load_dataset
+    from bayesqid.data.sources import load_dataset
 
     dataset = load_dataset(args.data)
     print(dataset.summary())
@@ -199,10 +198,11 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from bayesqid.data import load_dataset
-    from bayesqid.fit import SamplerConfig, fit
-    from bayesqid.predict import default_grid, predict
-    from bayesqid.spec import load_spec
+    from bayesqid.data.sources import load_dataset
+    from bayesqid.engines.sampler import SamplerConfig
+    from bayesqid.lang.spec import load_spec
+    from bayesqid.questions.predict import default_grid, predict
+    from bayesqid.sampling.fit import fit
 
     _check_output(args.out)  # a typo'd --out must not cost a whole fit
     spec = load_spec(args.spec)
@@ -234,10 +234,10 @@ def _check_output(path: str) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from bayesqid.data import load_grid
+    from bayesqid.data.dataset import load_grid
     from bayesqid.outputs import write_csv
-    from bayesqid.predict import default_grid, predict
-    from bayesqid.run import load_run
+    from bayesqid.questions.predict import default_grid, predict
+    from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
     grid = load_grid(args.grid) if args.grid else default_grid()
@@ -265,9 +265,9 @@ def _with_gate(table: Any, run: Any) -> Any:
 
 
 def _cmd_tokens(args: argparse.Namespace) -> int:
-    from bayesqid.inverse import format_budget_table, token_budget
     from bayesqid.outputs import write_csv
-    from bayesqid.run import load_run
+    from bayesqid.questions.inverse import format_budget_table, token_budget
+    from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
     table = token_budget(run, qid_targets=args.qid, params=args.params, bits=args.bits, method=args.method,
@@ -292,8 +292,13 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
 
 def _cmd_training_level(args: argparse.Namespace) -> int:
     from bayesqid.outputs import write_csv
-    from bayesqid.run import load_run
-    from bayesqid.training import MIN_ESS, format_training_level, load_measurements, training_level
+    from bayesqid.questions.training import (
+        MIN_ESS,
+        format_training_level,
+        load_measurements,
+        training_level,
+    )
+    from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
     measurements = load_measurements(args.measurements)
@@ -311,7 +316,7 @@ def _cmd_training_level(args: argparse.Namespace) -> int:
 
 
 def _print_table(run: object, table: object, prob: float = CI_PROB) -> None:
-    from bayesqid.predict import format_table
+    from bayesqid.questions.predict import format_table
 
     print()
     print(f"QiD in nats, median [{prob:.0%} interval]; 'new family' draws its effects from the population")
@@ -325,19 +330,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import shlex
 
     from bayesqid.outputs import write_atomic
-    from bayesqid.report import build_report
-    from bayesqid.run import load_run
+    from bayesqid.report.builder import build_report
+    from bayesqid.sampling.run import load_run
 
     runs = [load_run(path) for path in args.runs]
     extra = []
     if args.sbc:
-        from bayesqid.report import sbc_section
-        from bayesqid.sbc import load_sbc
+        from bayesqid.checks.sbc import load_sbc
+        from bayesqid.report.builder import sbc_section
 
         extra.append(sbc_section(load_sbc(args.sbc)))
     if args.compare:
-        from bayesqid.compare import load_comparison
-        from bayesqid.report import compare_section
+        from bayesqid.checks.compare import load_comparison
+        from bayesqid.report.builder import compare_section
 
         extra.append(compare_section(load_comparison(args.compare)))
     for path, run in zip(args.runs, runs, strict=True):
@@ -353,10 +358,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sbc(args: argparse.Namespace) -> int:
-    from bayesqid.data import load_dataset
-    from bayesqid.fit import SamplerConfig
-    from bayesqid.sbc import format_tests, run_sbc
-    from bayesqid.spec import load_spec
+    from bayesqid.checks.sbc import format_tests, run_sbc
+    from bayesqid.data.sources import load_dataset
+    from bayesqid.engines.sampler import SamplerConfig
+    from bayesqid.lang.spec import load_spec
 
     _check_output(str(Path(args.out) / "summary.json"))
     spec = load_spec(args.spec)
@@ -373,9 +378,9 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from bayesqid.checks.sensitivity import format_sensitivity, prior_sensitivity
     from bayesqid.outputs import write_csv
-    from bayesqid.run import load_run
-    from bayesqid.sensitivity import format_sensitivity, prior_sensitivity
+    from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
     if args.out:
@@ -392,9 +397,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bayesqid.compare import compare
-    from bayesqid.data import load_dataset
-    from bayesqid.fit import SamplerConfig
+    from bayesqid.checks.compare import compare
+    from bayesqid.data.sources import load_dataset
+    from bayesqid.engines.sampler import SamplerConfig
 
     _check_output(str(Path(args.out) / "compare.csv"))
     dataset = load_dataset(args.data)

@@ -42,3 +42,13 @@ DEFAULT_CENSOR_BELOW: float = 0.02
 DEFAULT_TABLE_TOKENS: float = 1e14
 DEFAULT_TABLE_PARAMS: tuple[float, ...] = (1e9, 7e9, 7e10, 4.05e11)
 DEFAULT_TABLE_BITS: tuple[int, ...] = (2, 3, 4)
+
+
+def package_version() -> str:
+    """The installed version of bayesqid (``0.0.0+unknown`` when run from a bare source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bayesqid")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"

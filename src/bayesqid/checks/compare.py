@@ -1,0 +1,569 @@
+"""Comparing law forms: PSIS-LOO, leave-one-family-out and extrapolation CV, stacking.
+
+The question behind a comparison is extrapolation: which form predicts a family it has never
+seen, and larger training-token counts D than it was fitted on? Three scores answer it:
+
+- **PSIS-LOO** (and WAIC) on the full fit of each spec, with ArviZ's stacking weights;
+- **leave-one-family-out** (LOGO): exact refits without one family, whose rows are then
+  predicted *as a new family* (effects drawn from the population). A family's score is the
+  joint log predictive density of its rows (they share one family effect per draw);
+- **extrapolation**: refits on the rows below a token quantile, predicting the larger-D rest.
+
+Every fit (full and per fold) goes through :func:`bayesqid.refit.refitter_for` and is fanned
+out with :func:`bayesqid.fanout.run_tasks`; fold tasks return small tidy frames computed on the
+worker, stored as they finish, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from bayesqid.checks.fanout import Outcome, Task, run_tasks
+from bayesqid.checks.scores import (
+    Fold,
+    empty_extrapolation,
+    empty_logo,
+    extrapolation_table,
+    extrapolation_totals,
+    fold_rows,
+    format_summary,
+    joint_elpd,
+    logo_table,
+    logo_totals,
+    loo_table,
+    sharpness_totals,
+    stacked_table,
+)
+from bayesqid.checks.sharpness import band_scores
+from bayesqid.constants import CI_PROB, DEFAULT_SEED, OBS
+from bayesqid.data.dataset import Dataset
+from bayesqid.data.design import build_design
+from bayesqid.data.sources import load_dataset
+from bayesqid.engines.sampler import SamplerConfig
+from bayesqid.errors import BayesqidError, ConvergenceWarning, RunError
+from bayesqid.lang.likelihood import NUMPY, draw_residuals, observe, pointwise_logp
+from bayesqid.lang.spec import ModelSpec, load_spec
+from bayesqid.outputs import write_atomic, write_csv
+from bayesqid.sampling.draws import flat, log_likelihood, row_log_mu
+from bayesqid.sampling.refit import derive_seed, refitter_for
+from bayesqid.sampling.run import Run, load_run
+
+#: Cross-validation schemes that refit (PSIS-LOO and WAIC come with every comparison).
+CV_SCHEMES: tuple[str, ...] = ("loo", "logo", "extrapolate")
+
+#: Default share of each family's rows (by training tokens) that the extrapolation split fits on.
+DEFAULT_QUANTILE = 0.75
+
+#: Label given to a held-out family, so that it can never match a fitted level.
+HELD_OUT = "held-out:"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One law form in a comparison: a spec, and its full run when one was given.
+
+    Attributes
+    ----------
+    name : str
+        The spec's name (unique within a comparison).
+    spec : ModelSpec
+        The model.
+    source : str
+        Where it came from (spec file, shipped name or run file).
+    run : Run or None
+        A saved run of ``spec`` on the comparison's data, reused instead of a full fit.
+    """
+
+    name: str
+    spec: ModelSpec
+    source: str
+    run: Run | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of :func:`compare`; every table is a tidy DataFrame.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per spec (best first by PSIS-LOO): LOO, WAIC, stacking ``weight`` (sums to 1),
+        LOGO and extrapolation totals with the SE of their difference to the best spec.
+    logo : DataFrame
+        One row per spec x held-out family: joint and summed elpd, 90% coverage, status.
+    extrapolation : DataFrame
+        One row per spec x family with held-out rows: elpd, coverage, whether the family was fitted.
+    stacked_100t : DataFrame
+        The default 100T table (new family) per spec and stacked by the weights (``model``).
+    failed : dict
+        Fold or fit key -> one-line error, for tasks that failed after their retries.
+    runs : dict
+        Spec name -> full run.
+    cv : tuple of str
+        The schemes that were run.
+    dataset_label : str
+        Data path and size, for the summary.
+    """
+
+    table: pd.DataFrame
+    logo: pd.DataFrame
+    extrapolation: pd.DataFrame
+    stacked_100t: pd.DataFrame
+    failed: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+    cv: tuple[str, ...] = ("loo",)
+    dataset_label: str = ""
+
+    def summary(self) -> str:
+        """Plain-text verdict: the preferred form per score and how sure (elpd differences, SE)."""
+        return format_summary(self)
+
+    def write(self, out: str | os.PathLike[str]) -> list[Path]:
+        """Write ``compare.csv``, ``logo.csv``, ``extrapolation.csv``, ``stacked_100t.csv`` and
+        ``summary.txt`` to ``out`` (atomically, one by one); returns the paths written."""
+        out = Path(out)
+        paths = [write_csv(self.table, out / "compare.csv")]
+        if "logo" in self.cv:
+            paths.append(write_csv(self.logo, out / "logo.csv"))
+        if "extrapolate" in self.cv:
+            paths.append(write_csv(self.extrapolation, out / "extrapolation.csv"))
+        paths.append(write_csv(self.stacked_100t, out / "stacked_100t.csv"))
+        text = self.summary() + "\n"
+        paths.append(write_atomic(out / "summary.txt", lambda tmp: Path(tmp).write_text(text, "utf-8")))
+        return paths
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def resolve_candidates(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
+                       dataset: Dataset) -> list[Candidate]:
+    """Turn specs, spec names or paths, runs and run files into checked candidates.
+
+    Raises
+    ------
+    BayesqidError
+        Fewer than two candidates, a name given twice, an unknown spec or law, an unreadable
+        run, or a run fitted on other data than ``dataset``.
+    """
+    if len(items) < 2:
+        raise BayesqidError(f"compare needs at least two specs or runs, got {len(items)}")
+    out = []
+    for item in items:
+        out.append(_candidate(item, dataset))
+    names = [c.name for c in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BayesqidError(f"spec name(s) {twice} given more than once; each law form needs its own name")
+    return out
+
+
+def _candidate(item: str | os.PathLike[str] | ModelSpec | Run, dataset: Dataset) -> Candidate:
+    if isinstance(item, ModelSpec):
+        return Candidate(item.name, item, f"spec {item.name}")
+    if isinstance(item, Run):
+        _check_run_data(item, dataset, f"run of {item.spec.name!r}")
+        return Candidate(item.spec.name, item.spec, f"run of {item.spec.name}", item)
+    text = str(item)
+    if Path(text).suffix.lower() == ".nc":
+        run = load_run(text)
+        _check_run_data(run, dataset, text)
+        return Candidate(run.spec.name, run.spec, text, run)
+    spec = load_spec(text)
+    return Candidate(spec.name, spec, text)
+
+
+def _check_run_data(run: Run, dataset: Dataset, where: str) -> None:
+    if run.data_sha256 != dataset.sha256:
+        raise RunError(f"{where}: fitted on other data (sha256 {run.data_sha256[:12]}) than the "
+                       f"comparison's {dataset.path} (sha256 {dataset.sha256[:12]}); refit it or give "
+                       "the spec instead")
+
+
+def _check_cv(cv: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(str(c) for c in cv))
+    bad = [c for c in chosen if c not in CV_SCHEMES]
+    if bad:
+        raise BayesqidError(f"unknown cross-validation scheme {bad[0]!r}; known: {list(CV_SCHEMES)}")
+    # LOO needs no refit and feeds the stacking weights: it is always part of a comparison.
+    return ("loo", *[c for c in chosen if c != "loo"])
+
+
+# --- folds -------------------------------------------------------------------------------------
+
+
+def logo_masks(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Training masks of leave-one-family-out: family -> rows of every other family."""
+    family = dataset.frame["family"].astype(str).to_numpy()
+    return {f: family != f for f in sorted(set(family))}
+
+
+def extrapolation_mask(dataset: Dataset, quantile: float = DEFAULT_QUANTILE) -> np.ndarray:
+    """Training mask of the extrapolation split: rows whose D is at or below a token quantile.
+
+    A family measured at several D is split at the ``quantile`` of its own rows' D (at least its
+    largest D is held out, its smallest kept), so the fit must extrapolate that family to larger
+    D. A family measured at one D is kept or held out whole, by comparing its D with the
+    ``quantile`` of all rows' D; held out, it is predicted as a family never seen.
+    """
+    if not 0 < quantile < 1:
+        raise BayesqidError(f"token quantile must be in (0, 1), got {quantile!r}")
+    frame = dataset.frame
+    tokens = frame["tokens"].to_numpy(float)
+    family = frame["family"].astype(str).to_numpy()
+    cut_all = float(np.quantile(tokens, quantile))
+    train = np.ones(len(frame), dtype=bool)
+    for fam in set(family):
+        rows = family == fam
+        values = np.unique(tokens[rows])
+        if len(values) == 1:
+            train[rows] = values[0] <= cut_all
+            continue
+        cut = min(float(np.quantile(tokens[rows], quantile)), float(values[-2]))
+        train[rows] = tokens[rows] <= cut
+    if train.all() or not train.any():
+        raise BayesqidError(f"the token quantile {quantile} leaves no rows to "
+                            f"{'predict' if train.all() else 'fit'}; choose another --quantile")
+    return train
+
+
+def _safe(text: str) -> str:
+    """A filesystem-safe, still unique, rendering of a label (for task keys)."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+    return clean if clean == text else f"{clean}~{zlib.crc32(text.encode()):08x}"
+
+
+def _settings_hash(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
+                   *extra: Any) -> str:
+    """Hash of everything a stored fold result depends on: a store never serves stale results."""
+    # cores and progress change how a fit runs, not what it computes.
+    cfg = replace(config, seed=0, cores=1, progress=False)
+    text = json.dumps([spec.to_json(), dataset.sha256, repr(cfg), int(seed), *map(repr, extra)])
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# --- worker-side task functions ------------------------------------------------------------------
+
+
+def full_fit_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int) -> pd.DataFrame:
+    """Fit ``spec`` on all rows; return the run as NetCDF bytes in a one-row frame.
+
+    The pointwise log-likelihood is left out (it is most of the bytes) and recomputed from the
+    posterior where the run is read back (:func:`_decode_run`).
+    """
+    run = _fit(spec, dataset, config, seed, rows=None)
+    idata = run.idata
+    slim = az.InferenceData(**{g: idata[g] for g in idata.groups() if g != "log_likelihood"})
+    slim.attrs.update(idata.attrs)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.nc"
+        slim.to_netcdf(str(path), engine="h5netcdf")
+        blob = path.read_bytes()
+    return pd.DataFrame({"spec": [spec.name], "run_netcdf": [blob],
+                         "gate_passed": [run.diagnostics.passed]})
+
+
+def logo_fold_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
+                   seed: int, family: str, prob: float = CI_PROB) -> pd.DataFrame:
+    """Fit without ``family`` (``mask`` = training rows), score its rows as a new family.
+
+    Returns one row per held-out row: ``elpd`` (its own log predictive density), ``covered``
+    (inside the ``prob`` new-measurement interval) and ``elpd_joint`` (the family's joint log
+    predictive density, repeated on each of its rows).
+    """
+    run = _fit(spec, dataset, config, seed, rows=mask)
+    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
+    label = HELD_OUT + family
+    if label in run.levels["family"]:  # cannot happen with real data; guards the promise
+        raise BayesqidError(f"held-out label {label!r} is a fitted family")
+    held["family"] = label
+    scores = score_rows(run, held, seed=seed, prob=prob)
+    return scores.assign(spec=spec.name, fold=family, family=family,
+                         gate_passed=run.diagnostics.passed)
+
+
+def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
+                       seed: int, prob: float = CI_PROB) -> pd.DataFrame:
+    """Fit on the rows below the token split (``mask``), score the rest.
+
+    Held-out rows of fitted families use their family's effects; families held out whole are
+    new to the fit and take the population path. One row per held-out row, as
+    :func:`logo_fold_task`, with ``elpd_joint`` per family and a ``known_family`` flag.
+    """
+    run = _fit(spec, dataset, config, seed, rows=mask)
+    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
+    scores = score_rows(run, held, seed=seed, prob=prob)
+    fitted = set(run.levels["family"])
+    return scores.assign(spec=spec.name, fold="extrapolate", family=held["family"].astype(str).to_numpy(),
+                         known_family=[f in fitted for f in held["family"].astype(str)],
+                         gate_passed=run.diagnostics.passed)
+
+
+def _fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
+         rows: np.ndarray | None) -> Run:
+    with warnings.catch_warnings():
+        # The gate is recorded with every score (gate_passed) rather than warned about per fold.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return refitter_for(spec, dataset, config).fit(seed=seed, rows=rows)
+
+
+def score_rows(run: Run, frame: pd.DataFrame, *, seed: int, prob: float = CI_PROB) -> pd.DataFrame:
+    """Out-of-sample scores of ``frame``'s rows under ``run``.
+
+    Levels the run has not seen take the population path, with one effect per draw shared by
+    all rows of a level (the same draws :func:`bayesqid.predict.predict` uses with ``seed``).
+
+    Returns
+    -------
+    DataFrame
+        Per row: ``row`` (index in the template data), ``qid``, ``censored``, ``elpd``
+        (log-mean over draws of the row's likelihood, censoring included), ``pred_lower``,
+        ``pred_upper`` (the ``prob`` new-measurement interval), ``covered`` (inside it; a
+        censored row counts as covered when the lower bound is below the resolution),
+        ``elpd_joint`` (log-mean over draws of the product over the rows of the row's family),
+        with its Monte Carlo reliability ``joint_khat`` and ``joint_mcse`` (see
+        :func:`joint_elpd`), and the sharpness scores of
+        :func:`bayesqid.checks.sharpness.band_scores` (``covered50``, ``covered80``, ``width``,
+        ``interval_score``, ``crps``).
+    """
+    lik = run.spec.likelihood
+    qid = frame["qid"].to_numpy(float)
+    design = build_design(frame, run.levels)
+    log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
+    sigma = flat(run.idata, "sigma")[:, None]
+    y, censored = observe(qid, lik)
+    ll = pointwise_logp(y[None, :], censored[None, :], log_mu, sigma, lik, NUMPY)
+    s = ll.shape[0]
+    elpd = logsumexp(ll, axis=0) - np.log(s)
+    family = frame["family"].astype(str).to_numpy()
+    joint, khat, mcse = np.empty(len(frame)), np.empty(len(frame)), np.empty(len(frame))
+    for fam in set(family):
+        rows = family == fam
+        joint[rows], khat[rows], mcse[rows] = joint_elpd(ll[:, rows].sum(axis=1))
+    # A new measurement's draws, exactly as predict() makes them for this seed: one standardised
+    # residual per posterior draw, shared by all rows.
+    noise = sigma[:, 0] * draw_residuals(lik, np.random.default_rng([seed, 1]), (s,))
+    draws = log_mu + noise[:, None]
+    lower, upper = np.exp(np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0))
+    bands = band_scores(draws, np.log(np.where(censored, lik.censor_below, qid)), censored,
+                        float(np.log(lik.censor_below)), prob=prob)
+    out = pd.DataFrame({"row": frame.index.to_numpy(), "qid": qid, "censored": censored, "elpd": elpd,
+                        "pred_lower": lower, "pred_upper": upper,
+                        "covered": bands.pop(f"covered{round(prob * 100)}").to_numpy(),
+                        "elpd_joint": joint, "joint_khat": khat, "joint_mcse": mcse})
+    return pd.concat([out, bands], axis=1)
+
+
+# --- the comparison ------------------------------------------------------------------------------
+
+
+def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
+            dataset: Dataset | str | os.PathLike[str] | None = None, *,
+            cv: Iterable[str] = CV_SCHEMES, out: str | os.PathLike[str] | None = None,
+            scheduler: str | None = None, n_workers: int | None = None,
+            config: SamplerConfig | None = None, seed: int = DEFAULT_SEED, prob: float = CI_PROB,
+            quantile: float = DEFAULT_QUANTILE, retries: int = 1,
+            log: Callable[[str], None] | None = None) -> Comparison:
+    """Compare law forms on one dataset by PSIS-LOO, leave-one-family-out and extrapolation.
+
+    Parameters
+    ----------
+    items : sequence
+        At least two of: :class:`ModelSpec`, shipped spec name, spec ``.toml`` path, :class:`Run`
+        or run ``.nc`` path (a run is reused as the full fit; it must be fitted on ``dataset``).
+    dataset : Dataset, path or None
+        The data (default: the bundled reference data).
+    cv : iterable of str
+        Schemes from :data:`CV_SCHEMES`; PSIS-LOO is always included.
+    out : path, optional
+        Directory of the outputs; fold results are kept in ``out/folds`` so that a second call
+        resumes, and full runs are written to ``out/runs/<spec>.nc``. Without it, nothing is
+        kept.
+    scheduler : str, optional
+        ``None`` (a local Dask cluster), ``"synchronous"`` or a scheduler address.
+    n_workers : int, optional
+        Workers of the local cluster (default: one per core).
+    config : SamplerConfig, optional
+        Sampler settings of every fit (default preset ``"default"``); seeds derive from ``seed``.
+    seed : int
+        Root seed: every fit's seed is :func:`bayesqid.refit.derive_seed` of it.
+    prob : float
+        Mass of the predictive intervals whose coverage is reported.
+    quantile : float
+        Token quantile of the extrapolation split (:func:`extrapolation_mask`).
+    retries : int
+        Extra attempts of a failing fit.
+    log : callable, optional
+        Progress lines.
+
+    Returns
+    -------
+    Comparison
+    """
+    say = log or (lambda _msg: None)
+    if not 0 < prob < 1:
+        raise BayesqidError(f"interval must be between 0 and 1, got {prob!r}")
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    schemes = _check_cv(cv)
+    candidates = resolve_candidates(items, data)
+    cfg = config or SamplerConfig.preset("default")
+    train_extrap = extrapolation_mask(data, quantile) if "extrapolate" in schemes else None
+    tasks, meta = _tasks(candidates, data, cfg, seed, schemes, prob, quantile, train_extrap)
+    say(f"comparing {len(candidates)} specs ({', '.join(c.name for c in candidates)}) on "
+        f"{len(data.frame)} rows: {len(tasks)} fits ({', '.join(schemes)})")
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="bayesqid-compare-") as tmp:
+            outcome = run_tasks(tasks, Path(tmp), scheduler=scheduler, n_workers=n_workers,
+                                retries=retries, log=say)
+    else:
+        outcome = run_tasks(tasks, Path(out) / "folds", scheduler=scheduler, n_workers=n_workers,
+                            retries=retries, log=say)
+    runs = _collect_runs(candidates, data, outcome, meta, out, say)
+    return _assemble(candidates, runs, data, outcome, meta, schemes, seed, prob)
+
+
+def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, seed: int,
+           schemes: tuple[str, ...], prob: float, quantile: float,
+           train_extrap: np.ndarray | None) -> tuple[list[Task], dict[str, Fold]]:
+    tasks = []
+    meta: dict[str, Fold] = {}
+    for cand in candidates:
+        spec = cand.spec
+        common = {"spec": spec, "dataset": data, "config": cfg}
+        if cand.run is None:
+            key = f"full-{_safe(spec.name)}-{_settings_hash(spec, data, cfg, seed)}"
+            tasks.append(Task(key, full_fit_task,
+                              {**common, "seed": derive_seed(seed, spec.name, "full")}))
+            meta[key] = Fold("full", spec.name)
+        if "logo" in schemes:
+            h = _settings_hash(spec, data, cfg, seed, prob)
+            for fam, mask in logo_masks(data).items():
+                key = f"logo-{_safe(spec.name)}-{_safe(fam)}-{h}"
+                tasks.append(Task(key, logo_fold_task,
+                                  {**common, "mask": mask, "family": fam, "prob": prob,
+                                   "seed": derive_seed(seed, spec.name, "logo", fam)}))
+                meta[key] = Fold("logo", spec.name, fam)
+        if train_extrap is not None:
+            h = _settings_hash(spec, data, cfg, seed, prob, quantile)
+            key = f"extrapolate-{_safe(spec.name)}-{h}"
+            tasks.append(Task(key, extrapolation_task,
+                              {**common, "mask": train_extrap, "prob": prob,
+                               "seed": derive_seed(seed, spec.name, "extrapolate")}))
+            meta[key] = Fold("extrapolate", spec.name)
+    return tasks, meta
+
+
+def _collect_runs(candidates: Sequence[Candidate], data: Dataset, outcome: Outcome,
+                  meta: dict[str, Fold], out: str | os.PathLike[str] | None,
+                  say: Callable[[str], None]) -> dict[str, Run]:
+    """Full runs by spec name: given ones, else decoded from the full-fit results."""
+    runs: dict[str, Run] = {}
+    for cand in candidates:
+        if cand.run is not None:
+            runs[cand.name] = cand.run
+            continue
+        key = next(k for k, m in meta.items() if m == Fold("full", cand.name))
+        if key not in outcome.results:
+            reason = outcome.failed.get(key, "not run")
+            raise BayesqidError(f"the full fit of spec {cand.name!r} failed: {reason}")
+        run = _decode_run(outcome.results[key], cand.spec, data)
+        runs[cand.name] = run
+        if out is not None:
+            path = run.save(Path(out) / "runs" / f"{_safe(cand.name)}.nc")
+            say(f"full run of {cand.name} saved to {path}")
+    return runs
+
+
+def _decode_run(frame: pd.DataFrame, spec: ModelSpec, data: Dataset) -> Run:
+    """The run stored by :func:`full_fit_task`, with its pointwise log-likelihood restored."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.nc"
+        path.write_bytes(frame["run_netcdf"].iloc[0])
+        run = load_run(path)
+        for group in run.idata.groups():  # read everything before the temporary file goes
+            run.idata[group].load()
+    idata = run.idata
+    qid = data.frame["qid"].to_numpy(float)
+    idata.add_groups(log_likelihood=log_likelihood(idata, spec, build_design(data.frame), qid)
+                     .rename({"obs": OBS}))
+    return run
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _assemble(candidates: Sequence[Candidate], runs: dict[str, Run], data: Dataset, outcome: Outcome,
+              meta: dict[str, Fold], schemes: tuple[str, ...], seed: int, prob: float) -> Comparison:
+    names = [c.name for c in candidates]
+    table = loo_table(runs, names)
+    table.insert(1, "law", [runs[n].spec.law for n in table["spec"]])
+    source = {c.name: c.source for c in candidates}
+    table.insert(2, "source", [source[n] for n in table["spec"]])
+    table.insert(3, "gate_passed", [runs[n].diagnostics.passed for n in table["spec"]])
+    rows = fold_rows(outcome)
+    failed = {k: (meta[k], msg) for k, msg in outcome.failed.items()}
+    logo = logo_table(rows, names, failed) if "logo" in schemes else empty_logo()
+    extrap = extrapolation_table(rows, names, failed) if "extrapolate" in schemes else empty_extrapolation()
+    if "logo" in schemes:
+        table = table.merge(logo_totals(logo), on="spec", how="left")
+        table = table.merge(sharpness_totals(rows, "logo", "logo"), on="spec", how="left")
+    if "extrapolate" in schemes:
+        table = table.merge(extrapolation_totals(rows, names), on="spec", how="left")
+        table = table.merge(sharpness_totals(rows, "extrapolate", "extrap"), on="spec", how="left")
+    failed_by_spec = {n: [k for k, (m, _msg) in failed.items() if m.spec == n] for n in names}
+    table["failed_folds"] = [";".join(failed_by_spec[n]) for n in table["spec"]]
+    stacked = stacked_table(runs, dict(zip(table["spec"], table["weight"], strict=True)), seed=seed,
+                            prob=prob)
+    label = f"{data.path}: {len(data.frame)} rows, {data.frame['family'].nunique()} families"
+    return Comparison(table=table.reset_index(drop=True), logo=logo, extrapolation=extrap,
+                      stacked_100t=stacked, failed=dict(outcome.failed), runs=runs, cv=schemes,
+                      dataset_label=label)
+
+
+
+@dataclass(frozen=True)
+class SavedComparison:
+    """The tables a comparison wrote to a directory (see :func:`load_comparison`)."""
+
+    directory: Path
+    table: pd.DataFrame
+    logo: pd.DataFrame | None
+    summary: str
+
+
+def load_comparison(out: str | os.PathLike[str]) -> SavedComparison:
+    """Read ``compare.csv``, ``logo.csv`` (if written) and ``summary.txt`` from ``out``.
+
+    Raises
+    ------
+    BayesqidError
+        ``out`` holds no finished comparison.
+    """
+    directory = Path(out)
+    table_path, summary_path = directory / "compare.csv", directory / "summary.txt"
+    if not table_path.is_file() or not summary_path.is_file():
+        raise BayesqidError(f"{directory}: no finished comparison (compare.csv and summary.txt are "
+                            "written by 'bayesqid compare --out DIR')")
+    logo_path = directory / "logo.csv"
+    return SavedComparison(directory, pd.read_csv(table_path),
+                           pd.read_csv(logo_path) if logo_path.is_file() else None,
+                           summary_path.read_text(encoding="utf-8"))
+
+
+__all__ = ["CV_SCHEMES", "Candidate", "Comparison", "SavedComparison", "compare", "extrapolation_mask",
+           "load_comparison", "logo_masks", "resolve_candidates", "score_rows", "stacked_table"]

@@ -1,0 +1,291 @@
+"""Whitened hierarchical model: NUTS on the scales and on coefficients whitened by their
+Gaussian conditional (:mod:`bayesqid.whiten`), with the exact likelihood of any spec.
+
+For a law linear in its coefficients, the hierarchical model's posterior is sampled in
+coordinates ``u`` where ``theta = A^-1 b + L^-T u`` and ``A`` is the coefficients' conditional
+precision under a Gaussian stand-in for the likelihood (per-row weights below). The model's
+log density is the uncollapsed model's - population priors, ``Normal(0, sd)`` offsets,
+Student-t or Normal residuals, censored rows through the CDF - plus the transform's
+log-Jacobian, so the posterior is the same; only the geometry NUTS sees is different. Measured
+on the reference data with the default Student-t spec: ~15 leapfrog steps per draw instead of
+~170, no divergences, and no latent value per censored row (the CDF handles them).
+
+Data enter through containers (weighted sufficient statistics, per-row values and masks) over
+the template's rows, so a compiled model serves every fit on a subset of those rows or on new
+measurements of the same design (CV folds, SBC replicates): only the containers change.
+
+The residual scale is sampled as ``log sigma = loc + scale * s`` with ``loc`` the pilot fit's
+``log sigma`` and ``scale`` its rough posterior width (:func:`log_sigma_width`), so that every
+coordinate NUTS sees starts out near unit scale. Saved runs hold the same variables as the
+uncollapsed model (population coefficients, ``sd_*``, standardised effects ``z_*``,
+``sigma``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from threadpoolctl import threadpool_limits
+
+from bayesqid.data.design import Design
+from bayesqid.engines.linear import (
+    LinearSystem,
+    flat_draws,
+    gram,
+    linear_system,
+    named_coefficients,
+    posterior_precisions,
+)
+from bayesqid.engines.ops.rowlogp import row_logp
+from bayesqid.engines.ops.whiten import whiten, whiten_batch
+from bayesqid.engines.sampler import SAMPLERS, SamplerConfig, nutpie_sample, quiet_sampling
+from bayesqid.lang.effects import OBSERVED, sd_name
+from bayesqid.lang.likelihood import NUMPY, observe, std_logcdf, std_logpdf
+from bayesqid.lang.spec import Likelihood, ModelSpec
+
+HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+#: Name of the whitened coefficients (internal: not kept in traces).
+WHITE = "theta_white"
+
+#: Name of the standardised log residual scale (internal: not kept in traces).
+WHITE_SIGMA = "sigma_white"
+
+#: The sampler's internal coordinates, dropped from saved runs.
+INTERNAL = (WHITE, WHITE_SIGMA)
+
+#: Weight of a censored row in the Gaussian stand-in: a left-censored Normal observation near
+#: its limit carries about 0.64 of an exact one's information, far below it almost none.
+CENSORED_WEIGHT = 0.5
+
+
+def whitenable(spec: ModelSpec) -> str | None:
+    """Why ``spec`` cannot be whitened, or None when it can (it needs a linear law)."""
+    law = spec.law_obj
+    if not law.is_linear:
+        return f"law {law.name!r} is not linear in its coefficients"
+    return None
+
+
+def exact_weight(lik: Likelihood) -> float:
+    """Weight of an uncensored row: the Fisher information of its residual in units of
+    ``1 / sigma^2`` ((nu + 1) / (nu + 3) for Student-t, 1 for Normal)."""
+    return 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + 3.0)
+
+
+@dataclass(frozen=True)
+class WhiteData:
+    """Everything the whitened model reads from a fit's data; shapes fixed by the template.
+
+    Attributes
+    ----------
+    y : ndarray (rows,)
+        Log QiD; censored rows carry the log resolution.
+    exact, censored : ndarray (rows,)
+        1.0 on rows in the fit that are measured exactly / censored, 0.0 elsewhere.
+    sxx, sxy : ndarray (p, p), ndarray (p,)
+        ``X' Omega X`` and ``X' Omega y`` of the rows in the fit (Gaussian stand-in weights).
+    sigma_loc, sigma_scale : ndarray ()
+        Centre and width of ``log sigma`` under the stand-in: ``log sigma = sigma_loc +
+        sigma_scale * s`` with ``s`` the sampled coordinate.
+    """
+
+    y: np.ndarray
+    exact: np.ndarray
+    censored: np.ndarray
+    sxx: np.ndarray
+    sxy: np.ndarray
+    sigma_loc: np.ndarray
+    sigma_scale: np.ndarray
+
+    def as_data(self) -> dict[str, np.ndarray]:
+        """Values of the model's data containers."""
+        return {"y": self.y, "exact": self.exact, "censored": self.censored, "sxx": self.sxx,
+                "sxy": self.sxy, "sigma_loc": self.sigma_loc, "sigma_scale": self.sigma_scale}
+
+
+#: Iterations of the pilot fit that places the Gaussian stand-in (converged to ~1e-6 in ~10 on
+#: the reference data; the stand-in only has to be close, not exact).
+PILOT_ITERATIONS = 12
+
+
+def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.ndarray,
+              use: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-row weights and pseudo-values of the Gaussian stand-in, and the pilot's ``sigma``: a
+    Laplace approximation of every row's likelihood term at a pilot fit (iteratively
+    reweighted least squares).
+
+    The pilot fixes the effect scales at their prior medians and iterates coefficients and
+    sigma: exact rows get the Student-t IRLS weight ``(nu + 1) / (nu + t^2)`` (1 for Normal),
+    censored rows a pseudo-value below their fitted mean with the log-CDF's curvature as
+    weight, so that value, slope and curvature of each term match at the pilot point. Why it
+    matters: the whitened coordinates are standard Normal only as far as the stand-in's mean
+    tracks the posterior's; with fixed weights and censored rows placed at the resolution, the
+    stand-in's bias grew with the data (measured: min ESS 141, 18, 11 for the reference design
+    replicated x1, x10, x100). The pilot uses no parameter, so the map stays exact.
+    """
+    lik = spec.likelihood
+    p = system.n_cols
+    lam = np.empty(p)
+    lam[: len(system.pop_precision)] = system.pop_precision
+    for b in system.effect_blocks:
+        sd_prior = spec.effect_sd(spec.effect(b.group), b.param)
+        lam[b.start:b.start + b.size] = float(sd_prior.to_scipy().median()) ** -2
+    exact = use & ~censored
+    cens = use & censored
+    weight = np.where(cens, CENSORED_WEIGHT, exact_weight(lik)) * use
+    pseudo = y.copy()
+    sigma = float(lik.sigma.to_scipy().median())
+    for _ in range(PILOT_ITERATIONS):
+        sxx = gram(system.idx, system.val * np.sqrt(weight)[:, None], p)
+        sxy = np.bincount(system.idx.ravel(), (system.val * (weight * pseudo)[:, None]).ravel(), minlength=p)
+        a = sxx / sigma**2
+        a[np.diag_indices(p)] += lam
+        theta = np.linalg.solve(a, lam * system.m0 + sxy / sigma**2)
+        mu = (theta[system.idx] * system.val).sum(axis=1)
+        if exact.any():
+            resid = y[exact] - mu[exact]
+            sigma = max(float(np.sqrt((weight[exact] * resid**2).sum() / exact.sum())), 1e-3)
+        t = (y - mu) / sigma
+        dlogpdf = -t if lik.kind == "normal" else -(lik.nu + 1.0) * t / (lik.nu + t * t)
+        weight = np.where(exact, 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + t * t), 0.0)
+        if cens.any():
+            # g = f/F at t: the log-CDF's slope; its curvature is -g (g - f'/f).
+            g = np.exp(std_logpdf(t[cens], lik, NUMPY) - std_logcdf(t[cens], lik, NUMPY))
+            curvature = np.maximum(g * (g - dlogpdf[cens]), 1e-3)
+            weight[cens] = curvature
+            pseudo[cens] = mu[cens] - sigma * g / curvature
+    return weight, pseudo, sigma
+
+
+def log_sigma_width(spec: ModelSpec, n_exact: int) -> float:
+    """Rough posterior width of ``log sigma``: ``1 / sqrt(1 + I)`` with ``I`` the Fisher
+    information of ``n_exact`` exactly measured rows (``2 nu / (nu + 3)`` each for Student-t,
+    2 for Normal); never wider than the prior-scale 1 when there are few rows.
+
+    Why: ``log sigma`` is the stiffest direction of the posterior (width 0.034 on the reference
+    data, against 0.2-0.7 for the effect scales and ~1 for the whitened coefficients). NUTS
+    starts warm-up with a unit mass matrix, so until its first adaptation window closes it
+    needs step sizes of that width: 163 leapfrog steps per draw over the first 100 warm-up
+    draws, a third of all gradients of a default fit with PyMC's sampler.
+    """
+    lik = spec.likelihood
+    per_row = 2.0 if lik.kind == "normal" else 2.0 * lik.nu / (lik.nu + 3.0)
+    return float(1.0 / np.sqrt(1.0 + per_row * n_exact))
+
+
+def white_data(spec: ModelSpec, system: LinearSystem, qid: np.ndarray,
+               rows: np.ndarray | None = None) -> WhiteData:
+    """The containers' values for measurements ``qid`` on the rows where ``rows`` is True."""
+    y, censored = observe(np.asarray(qid, dtype=float), spec.likelihood)
+    use = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
+    weight, pseudo, sigma = stand_in(spec, system, y, censored, use)
+    sxx = gram(system.idx, system.val * np.sqrt(weight)[:, None], system.n_cols)
+    sxy = np.bincount(system.idx.ravel(), (system.val * (weight * pseudo)[:, None]).ravel(),
+                      minlength=system.n_cols)
+    exact = use & ~censored
+    return WhiteData(y, exact.astype(float), (use & censored).astype(float), sxx, sxy,
+                     np.asarray(np.log(sigma)), np.asarray(log_sigma_width(spec, int(exact.sum()))))
+
+
+def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str, tuple[str, ...]],
+                         data: WhiteData) -> pm.Model:
+    """The whitened PyMC model of ``spec``; data live in containers swapped between fits."""
+    lik = spec.likelihood
+    with pm.Model(coords={g: list(v) for g, v in levels.items()}) as model:
+        box = {k: pm.Data(k, v) for k, v in data.as_data().items()}
+        sds, parts = {}, [pt.as_tensor_variable(system.pop_precision)]
+        for b in system.effect_blocks:
+            name = sd_name(b.group, b.param)
+            sds[b] = spec.effect_sd(spec.effect(b.group), b.param).to_pymc(name)
+            parts.append(pt.repeat(sds[b] ** -2, b.size))
+        # log sigma = loc + scale * s, centred and scaled by the stand-in (log_sigma_width): the
+        # prior enters below with this map's log-Jacobian, log(scale) + log(sigma).
+        log_sigma = box["sigma_loc"] + box["sigma_scale"] * pm.Flat(WHITE_SIGMA)
+        sigma = pt.exp(log_sigma)  # recovered from the draws by coefficients(), as theta is
+        u = pm.Flat(WHITE, shape=system.n_cols)
+        theta, log_jac = whiten(pt.concatenate(parts), sigma**-2, u, box["sxx"], box["sxy"], system.m0)[:2]
+        sigma_prior = lik.sigma
+        prior = (log_jac + pm.logp(sigma_prior.family.pymc.dist(**sigma_prior.args), sigma)
+                 + pt.log(box["sigma_scale"]) + log_sigma)
+        for b in system.blocks:
+            values = theta[b.start:b.start + b.size]
+            if b.group is None:
+                pop = spec.prior(b.param)
+                prior = prior + pm.logp(pop.family.pymc.dist(**pop.args), values[0])
+            else:
+                z = values / sds[b]
+                prior = prior - 0.5 * (z**2).sum() - b.size * (pt.log(sds[b]) + HALF_LOG_2PI)
+        pm.Potential("whitened_prior", prior)
+        # One fused loop over the rows (bayesqid.rowlogp): masks rather than row slices keep
+        # the shapes of every fit on the template equal, so one compiled model serves them all.
+        logp = row_logp(lik, theta, sigma, box["y"], box["exact"], box["censored"], system.idx, system.val)
+        pm.Potential(OBSERVED, logp)
+    return model
+
+
+def coefficients(posterior: xr.Dataset, system: LinearSystem, data: WhiteData,
+                 levels: dict[str, tuple[str, ...]]) -> dict[str, xr.DataArray]:
+    """``sigma`` and the coefficients of every draw, from its whitened values and scales, under
+    the uncollapsed model's names (population coefficients and ``z_<group>_<param>``)."""
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    sigma = np.exp(data.sigma_loc + data.sigma_scale * flat_draws(posterior, WHITE_SIGMA))
+    lam, sd = posterior_precisions(posterior, system)
+    theta = whiten_batch(lam, sigma**-2, flat_draws(posterior, WHITE), data.sxx, data.sxy, system.m0)
+    out = {"sigma": xr.DataArray(sigma.reshape(shape), dims=("chain", "draw"))}
+    return out | named_coefficients(theta, sd, system, levels, shape)
+
+
+class WhitenedEngine:
+    """Scales and whitened coefficients by NUTS; any likelihood; compiled once per template."""
+
+    name = "whitened"
+
+    def __init__(self, spec: ModelSpec, design: Design) -> None:
+        reason = whitenable(spec)
+        if reason is not None:
+            raise ValueError(f"spec {spec.name!r} cannot be whitened: {reason}")
+        self.spec = spec
+        self.design = design
+        self.system = linear_system(spec, design)
+        self._compiled: Any = None
+
+    def _nutpie_model(self, data: Any) -> Any:
+        """The nutpie-compiled model (compiled on first use) with ``data`` swapped in."""
+        import nutpie
+
+        if self._compiled is None:
+            model = build_whitened_model(self.spec, self.system, self.design.levels, data)
+            self._compiled = nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])
+        return self._compiled.with_data(**data.as_data())
+
+    def sample(self, cfg: SamplerConfig, qid: np.ndarray, rows: np.ndarray | None = None) -> az.InferenceData:
+        """Posterior of the spec on ``rows`` of the template with measurements ``qid``."""
+        data = white_data(self.spec, self.system, qid, rows)
+        # One BLAS thread: see CollapsedEngine.sample.
+        with threadpool_limits(limits=1, user_api="blas"), quiet_sampling():
+            if cfg.sampler == "nutpie":
+                raw = nutpie_sample(self._nutpie_model(data), cfg)
+            else:
+                model = build_whitened_model(self.spec, self.system, self.design.levels, data)
+                raw = SAMPLERS[cfg.sampler](model, cfg)
+            posterior = getattr(raw, "posterior", None)
+            if posterior is None or posterior.sizes.get("draw", 0) != cfg.draws:
+                return raw  # interrupted: the caller refuses partial traces
+            # Inside the one-thread limit too: LAPACK's results on a stack of matrices can
+            # differ in the last bits with the thread count, and a seed must give equal draws.
+            coefs = coefficients(posterior, self.system, data, self.design.levels)
+        # The whitened coordinates are internal (and depend on the scales and the data): runs
+        # keep the coefficients and sigma, as every other engine's do.
+        internal = tuple(f"{n}_" for n in INTERNAL)
+        raw.posterior = posterior.drop_vars([v for v in posterior.data_vars
+                                             if v in INTERNAL or v.startswith(internal)])
+        for name, da in coefs.items():
+            raw.posterior[name] = da.assign_coords(chain=posterior.chain, draw=posterior.draw)
+        return raw

@@ -1,0 +1,330 @@
+"""Declarative model specifications: law, hierarchy, likelihood and prior overrides.
+
+A :class:`ModelSpec` is what a TOML file in ``models/`` says, as typed objects. It is
+validated once, at the boundary, and stored as JSON in every saved run so a run can be
+re-read without the file it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bayesqid.constants import DEFAULT_CENSOR_BELOW, GROUPS
+from bayesqid.errors import SpecError
+from bayesqid.lang.laws import LAWS, Law, get_law
+from bayesqid.lang.priors import Prior, halfnormal
+
+#: Version of the spec format. Runs record it; older versions are migrated or refused.
+SPEC_VERSION = 1
+
+#: Name of the spec the main command fits.
+DEFAULT_SPEC = "ouyang"
+
+PARAMETRIZATIONS: tuple[str, ...] = ("auto", "centered", "non_centered")
+LIKELIHOODS: tuple[str, ...] = ("student_t", "normal")
+#: Degrees of freedom with a closed-form, numerically stable Student-t CDF (see likelihood.py).
+STUDENT_T_NU: tuple[int, ...] = (2, 4)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Random effects of one grouping factor on some law coefficients.
+
+    Effects are non-centred: ``theta[g] = theta_pop + sd * z[g]`` with ``z ~ Normal(0, 1)``.
+
+    Parameters
+    ----------
+    group : str
+        One of :data:`bayesqid.constants.GROUPS`.
+    params : tuple of str
+        Law coefficients that vary by this group.
+    sd : Mapping[str, Prior]
+        Overrides of the effect standard-deviation priors (default: the law's).
+    parametrization : str or Mapping[str, str]
+        How the sampler sees the offsets, for all coefficients or per coefficient:
+        ``"auto"`` (default) samples each level centred (``offset ~ Normal(0, sd)``) when its
+        own rows identify it and non-centred (``offset = sd * z``) otherwise; ``"centered"``
+        and ``"non_centered"`` force one form. The model's density is the same in all three.
+    """
+
+    group: str
+    params: tuple[str, ...]
+    sd: Mapping[str, Prior] = field(default_factory=dict)
+    parametrization: str | Mapping[str, str] = "auto"
+
+    def parametrization_of(self, param: str) -> str:
+        """Parametrization used for the offsets of ``param``."""
+        if isinstance(self.parametrization, str):
+            return self.parametrization
+        return self.parametrization.get(param, "auto")
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """Observation model for log QiD.
+
+    Parameters
+    ----------
+    kind : {"student_t", "normal"}
+        Heavy tails by default: published QiD values include cliffs (RTN at 3 bits,
+        degenerate cells) that a Normal would let dominate the fit.
+    nu : int
+        Student-t degrees of freedom (2 or 4: closed-form CDFs keep censoring cheap).
+    censor_below : float
+        QiD resolution in nats. Measured QiD below it (zero and negative included) enters
+        as the left-censored observation ``log QiD < log(censor_below)``.
+    sigma : Prior
+        Prior of the residual scale on the log scale.
+    """
+
+    kind: str = "student_t"
+    nu: int = 4
+    censor_below: float = DEFAULT_CENSOR_BELOW
+    sigma: Prior = field(default_factory=lambda: halfnormal(1.0))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A complete, validated model specification.
+
+    Parameters
+    ----------
+    name : str
+        Short name, e.g. ``"ouyang"``.
+    law : str
+        Registry key of the law form (see :data:`bayesqid.laws.LAWS`).
+    effects : tuple of Effect
+        Grouping factors and the coefficients each one varies.
+    likelihood : Likelihood
+        Observation model.
+    priors : Mapping[str, Prior]
+        Overrides of the law's population priors, by coefficient name.
+    description : str
+        One paragraph for reports.
+    """
+
+    name: str
+    law: str
+    effects: tuple[Effect, ...] = ()
+    likelihood: Likelihood = field(default_factory=Likelihood)
+    priors: Mapping[str, Prior] = field(default_factory=dict)
+    description: str = ""
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        law = get_law(self.law)
+        # Canonical group order, so a spec equals itself after a JSON round trip.
+        order = {g: i for i, g in enumerate(GROUPS)}
+        ordered = sorted(self.effects, key=lambda e: order.get(e.group, len(order)))
+        object.__setattr__(self, "effects", tuple(ordered))
+        for key in self.priors:
+            law.parameter(key)
+        seen = set()
+        for eff in self.effects:
+            if eff.group not in GROUPS:
+                raise SpecError(f"spec {self.name!r}: unknown group {eff.group!r}; known: {list(GROUPS)}")
+            if eff.group in seen:
+                raise SpecError(f"spec {self.name!r}: group {eff.group!r} listed twice")
+            seen.add(eff.group)
+            if not eff.params:
+                raise SpecError(f"spec {self.name!r}: effects.{eff.group} varies no parameter")
+            for p in (*eff.params, *eff.sd):
+                law.parameter(p)
+            kinds = ([eff.parametrization] if isinstance(eff.parametrization, str)
+                     else list(eff.parametrization.values()))
+            if isinstance(eff.parametrization, Mapping):
+                for p in eff.parametrization:
+                    law.parameter(p)
+                if not set(eff.parametrization) <= set(eff.params):
+                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization names "
+                                    f"parameters that do not vary: "
+                                    f"{sorted(set(eff.parametrization) - set(eff.params))}")
+            bad = [k for k in kinds if k not in PARAMETRIZATIONS]
+            if bad:
+                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization must be one "
+                                f"of {list(PARAMETRIZATIONS)}, got {bad[0]!r}")
+            if not set(eff.sd) <= set(eff.params):
+                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.sd names parameters "
+                                f"that do not vary: {sorted(set(eff.sd) - set(eff.params))}")
+        lik = self.likelihood
+        if lik.kind not in LIKELIHOODS:
+            raise SpecError(f"spec {self.name!r}: unknown likelihood {lik.kind!r}; "
+                            f"known: {list(LIKELIHOODS)}")
+        if lik.kind == "student_t" and lik.nu not in STUDENT_T_NU:
+            raise SpecError(f"spec {self.name!r}: likelihood.nu must be one of {list(STUDENT_T_NU)}, "
+                            f"got {lik.nu!r}")
+        if not lik.censor_below > 0:
+            raise SpecError(f"spec {self.name!r}: likelihood.censor_below must be > 0")
+        if not lik.sigma.family.positive:
+            raise SpecError(f"spec {self.name!r}: likelihood.sigma needs a positive prior, "
+                            f"got {lik.sigma.dist!r}")
+
+    @property
+    def law_obj(self) -> Law:
+        """The law form object."""
+        return get_law(self.law)
+
+    def prior(self, param: str) -> Prior:
+        """Population prior of ``param``: the spec's override, else the law's default."""
+        return self.priors.get(param, self.law_obj.parameter(param).prior)
+
+    def effect_sd(self, effect: Effect, param: str) -> Prior:
+        """Prior of the group-effect standard deviation of ``param`` in ``effect``."""
+        return effect.sd.get(param, self.law_obj.parameter(param).effect_sd)
+
+    def effect(self, group: str) -> Effect | None:
+        """The effect entry of ``group``, if the spec has one."""
+        return next((e for e in self.effects if e.group == group), None)
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (the TOML layout)."""
+        return {
+            "spec_version": self.version,
+            "name": self.name,
+            "description": self.description,
+            "law": self.law,
+            "likelihood": {
+                "kind": self.likelihood.kind,
+                "nu": self.likelihood.nu,
+                "censor_below": self.likelihood.censor_below,
+                "sigma": self.likelihood.sigma.to_dict(),
+            },
+            "effects": {
+                e.group: {"params": list(e.params),
+                          "parametrization": (e.parametrization if isinstance(e.parametrization, str)
+                                              else dict(e.parametrization)),
+                          "sd": {k: v.to_dict() for k, v in e.sd.items()}}
+                for e in self.effects
+            },
+            "priors": {k: v.to_dict() for k, v in self.priors.items()},
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), stored in saved runs."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, where: str = "spec") -> ModelSpec:
+        """Build a spec from its plain-dict form, with one-line :class:`SpecError` on problems."""
+        known = {"spec_version", "name", "description", "law", "likelihood", "effects", "priors"}
+        _check_keys(raw, known, where)
+        version = raw.get("spec_version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise SpecError(f"{where}: spec_version {version!r} is not supported (this bayesqid "
+                            f"reads version {SPEC_VERSION})")
+        name = _typed(raw, "name", str, where)
+        law = _typed(raw, "law", str, where)
+        lik_raw = raw.get("likelihood", {})
+        _check_keys(lik_raw, {"kind", "nu", "censor_below", "sigma"}, f"{where}: likelihood")
+        default = Likelihood()
+        likelihood = Likelihood(
+            kind=_typed(lik_raw, "kind", str, f"{where}: likelihood", default.kind),
+            nu=_typed(lik_raw, "nu", int, f"{where}: likelihood", default.nu),
+            censor_below=float(_typed(lik_raw, "censor_below", (int, float), f"{where}: likelihood",
+                                      default.censor_below)),
+            sigma=(Prior.from_dict(lik_raw["sigma"], where=f"{where}: likelihood.sigma")
+                   if "sigma" in lik_raw else default.sigma),
+        )
+        effects = []
+        eff_raw = raw.get("effects", {})
+        if not isinstance(eff_raw, Mapping):
+            raise SpecError(f"{where}: 'effects' must be a table of groups")
+        for group, body in eff_raw.items():
+            loc = f"{where}: effects.{group}"
+            _check_keys(body, {"params", "sd", "parametrization"}, loc)
+            params = body.get("params")
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                known = f"; law {law!r} has {list(LAWS[law].param_names)}" if law in LAWS else ""
+                raise SpecError(f"{loc}: 'params' must be a list of parameter names, got {params!r}{known}")
+            sd_raw = body.get("sd", {})
+            if not isinstance(sd_raw, Mapping):
+                raise SpecError(f"{loc}: 'sd' must be a table of priors")
+            sd = {k: Prior.from_dict(v, where=f"{loc}.sd.{k}") for k, v in sd_raw.items()}
+            param_kind = _typed(body, "parametrization", (str, Mapping), loc, "auto")
+            effects.append(Effect(group=group, params=tuple(params), sd=sd, parametrization=param_kind))
+        pri_raw = raw.get("priors", {})
+        if not isinstance(pri_raw, Mapping):
+            raise SpecError(f"{where}: 'priors' must be a table of priors")
+        priors = {k: Prior.from_dict(v, where=f"{where}: priors.{k}") for k, v in pri_raw.items()}
+        try:
+            return cls(name=name, law=law, effects=tuple(effects), likelihood=likelihood,
+                       priors=priors, description=str(raw.get("description", "")), version=version)
+        except SpecError as err:
+            raise SpecError(f"{where}: {err}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text), where="stored spec")
+
+
+def _check_keys(raw: Any, known: set[str], where: str) -> None:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: expected a table, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
+
+
+def _typed(raw: Mapping[str, Any], key: str, types: Any, where: str, default: Any = ...) -> Any:
+    if key not in raw:
+        if default is ...:
+            raise SpecError(f"{where}: missing required key {key!r}")
+        return default
+    value = raw[key]
+    # bool is an int subclass: accept it only where a bool is asked for.
+    wants_bool = types is bool
+    if isinstance(value, bool) != wants_bool or not isinstance(value, types):
+        names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
+        raise SpecError(f"{where}: {key!r} must be {names}, got {value!r}")
+    return value
+
+
+# --- the shipped specs --------------------------------------------------------------------
+
+def specs_dir() -> Path:
+    """Directory of the specs shipped with the package (``models/`` in the repository)."""
+    packaged = resources.files("bayesqid") / "models"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    # Editable installs read the repository's models/ directly.
+    return Path(__file__).resolve().parents[3] / "models"
+
+
+def available_specs() -> dict[str, Path]:
+    """Shipped spec names and their files."""
+    return {p.stem: p for p in sorted(specs_dir().glob("*.toml"))}
+
+
+def load_spec(name_or_path: str | Path | None = None) -> ModelSpec:
+    """Load a shipped spec by name, or any spec TOML by path (default: :data:`DEFAULT_SPEC`).
+
+    Raises
+    ------
+    SpecError
+        Unknown name, unreadable file, invalid TOML or invalid content.
+    """
+    target = DEFAULT_SPEC if name_or_path is None else name_or_path
+    path = Path(target)
+    if not (path.suffix == ".toml" or path.exists()):
+        shipped = available_specs()
+        if str(target) not in shipped:
+            raise SpecError(f"unknown spec {str(target)!r}; shipped specs: {sorted(shipped)} "
+                            "(or give a path to a .toml file)")
+        path = shipped[str(target)]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: cannot read spec ({err.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: invalid TOML ({err})") from None
+    return ModelSpec.from_dict(raw, where=str(path))

@@ -1,0 +1,277 @@
+"""How trained is a model? The posterior of its effective training tokens D from measured QiD.
+
+The model is treated as a NEW family: its family effects are unknown and drawn from the fitted
+population. On a grid of log D, the likelihood of all measurements jointly (they share one
+family effect per draw) is averaged over posterior draws and several family-effect draws per
+posterior draw, multiplied by a log-uniform prior and normalised:
+
+    p(D | y) ∝ p(D) · mean over draws s and effect draws k of  prod_i p(y_i | D, theta_s, u_sk)
+
+This propagates the population posterior (not a point estimate) and is exact up to Monte
+Carlo and grid error; :attr:`TrainingLevel.ess` says how many draws carry the answer.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from bayesqid.constants import CI_PROB, EVAL_SET, QUANTIZER, TOKENS_SCALE
+from bayesqid.data.dataset import QID_SOURCES, read_table, validate
+from bayesqid.data.design import NEW_LEVEL, Design, build_design
+from bayesqid.errors import DataError
+from bayesqid.lang.likelihood import NUMPY, observe, pointwise_logp
+from bayesqid.questions.inverse import check_prob, check_range, new_levels
+from bayesqid.questions.predict import NEW_FAMILY
+from bayesqid.sampling.draws import flat, n_samples, row_theta
+from bayesqid.sampling.run import Run
+
+#: Columns of a measurements table (``group_size``, ``model`` and ``source`` optional).
+MEASUREMENT_COLUMNS = ("family", "params", "bits", "method", "group_size", "eval_set", "qid")
+
+#: Default prior over D: log-uniform from 1B to 1 quadrillion tokens.
+DEFAULT_PRIOR: tuple[float, float] = (1e9, 1e15)
+
+#: Grid points over log D: 301 over the default six decades is 0.02 decades apart. A new
+#: family's intercept alone spreads the posterior over about a decade, so this is ample; raise it
+#: for posteriors narrower than ~0.1 decade (a run with tiny family scales and residuals).
+DEFAULT_GRID_SIZE = 301
+
+#: Family-effect draws per posterior draw: reduces the Monte Carlo noise of the average.
+DEFAULT_EFFECT_DRAWS = 8
+
+#: Thresholds reported as P(D > threshold).
+THRESHOLDS: tuple[float, ...] = (1e12, 1e13, 1e14)
+
+#: Below this effective number of draws the grid posterior is warned about as noisy.
+MIN_ESS = 50
+
+# Measurement-grid cells per chunk of the likelihood cube: bounds memory at draws x CHUNK doubles.
+CHUNK = 2000
+
+_EXPECTED = (f"{', '.join(MEASUREMENT_COLUMNS)} (model, group_size and source optional; qid may be "
+             "replaced by fp16_loss and quant_loss, or by fp16_ppl and quant_ppl)")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingLevel:
+    """Posterior of one model's effective training tokens (from :func:`training_level`).
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row: ``family, params, n_measurements, tokens_lower, tokens_median, tokens_upper,
+        p_gt_1e12, p_gt_1e13, p_gt_1e14, prior_min, prior_max, ess, new_levels``.
+    grid : DataFrame
+        The grid posterior: ``tokens``, ``log10_tokens``, ``density`` (per unit log10 D) and
+        ``mass`` (probability of each grid point's trapezoid cell; sums to 1).
+    prob : float
+        Mass of the central interval in ``summary``.
+    prior : (float, float)
+        Range of the log-uniform prior over D.
+    ess : float
+        Effective number of (posterior, effect) draws carrying the answer (Kish, from each
+        draw's prior-averaged likelihood); small values mean Monte Carlo noise.
+    """
+
+    summary: pd.DataFrame
+    grid: pd.DataFrame
+    prob: float
+    prior: tuple[float, float]
+    ess: float
+
+
+def validate_measurements(frame: pd.DataFrame, *, path: str = "<measurements>") -> pd.DataFrame:
+    """Check a measurements table and return it canonical (schema columns without ``tokens``).
+
+    Rows must describe one model: a single ``family`` and a single ``params`` value.
+
+    Raises
+    ------
+    DataError
+        Naming the file (``path``), the 1-based row and the column, as :func:`bayesqid.data.validate`.
+    """
+    columns = set(frame.columns)
+    if "tokens" in columns:
+        raise DataError(f"{path}: measurements must not have a 'tokens' column: the training tokens "
+                        "are what is inferred")
+    has_qid = "qid" in columns or any(set(pair) <= columns for pair in QID_SOURCES)
+    missing = [c for c in MEASUREMENT_COLUMNS if c not in columns and c not in ("group_size", "qid")]
+    missing += [] if has_qid else ["qid"]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; expected columns: "
+                        f"{_EXPECTED}; found: {', '.join(map(repr, frame.columns)) or 'none'}")
+    # The canonical validator wants tokens; a valid placeholder appended last never wins the
+    # "first bad cell" race, so errors still name the measurement's own row and column.
+    canon = validate(frame.assign(tokens=TOKENS_SCALE), path=path).drop(columns="tokens")
+    for col in ("params", "family"):
+        values = canon[col].to_numpy()
+        other = np.flatnonzero(values != values[0])
+        if other.size:
+            r = int(other[0])
+            raise DataError(f"{path}: row {r + 1}, column '{col}': all measurements must be of one model "
+                            f"(got {values[r]}, but row 1 has {values[0]})")
+    return canon
+
+
+def load_measurements(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Load and check a measurements CSV or Parquet (see :func:`validate_measurements`)."""
+    frame, shown = read_table(path)
+    return validate_measurements(frame, path=shown)
+
+
+def _effect_copies(rows: pd.DataFrame, design: Design, k: int) -> pd.DataFrame:
+    """``k`` copies of the measurement rows (copy-major) whose unseen levels carry distinct labels.
+
+    New-level effects are keyed by label and seed (:func:`bayesqid.posterior.row_theta`), so
+    tagging the labels of copy ``j > 0`` gives it independent family (and unseen quantizer or
+    evaluation-set) effects per posterior draw from ONE call, while all measurements within a
+    copy still share them. Copy 0 keeps the plain labels, i.e. ``predict``'s new-family draws.
+    """
+    new_quant = design.codes[QUANTIZER] == NEW_LEVEL
+    new_eval = design.codes[EVAL_SET] == NEW_LEVEL
+    copies = []
+    for j in range(k):
+        tag = f"\x1fdraw {j}" if j else ""  # a control character: never part of a fitted label
+        copies.append(rows.assign(
+            family=rows["family"] + tag,
+            method=np.where(new_quant, rows["method"] + tag, rows["method"]),
+            eval_set=np.where(new_eval, rows["eval_set"] + tag, rows["eval_set"])))
+    return pd.concat(copies, ignore_index=True)
+
+
+def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[float] = DEFAULT_PRIOR,
+                   grid_size: int = DEFAULT_GRID_SIZE, effect_draws: int = DEFAULT_EFFECT_DRAWS,
+                   prob: float = CI_PROB, seed: int | None = None) -> TrainingLevel:
+    """Posterior of the effective training tokens D of one model from its measured QiD.
+
+    Parameters
+    ----------
+    run : Run
+        A fitted (or loaded) run: the population of families.
+    measurements : DataFrame
+        Columns :data:`MEASUREMENT_COLUMNS` (as :func:`load_measurements` returns, or raw); all
+        rows of one model. Its family is treated as new whatever its name: the question is how
+        trained an unseen model is, so its recipe effects come from the population. Known
+        quantizers and evaluation sets use their fitted effects; unknown ones are drawn too.
+    prior : (float, float)
+        Range of the log-uniform prior over D (default 1e9 to 1e15 tokens).
+    grid_size : int
+        Points of the log-D grid.
+    effect_draws : int
+        New-level effect draws per posterior draw.
+    prob : float
+        Mass of the central interval.
+    seed : int, optional
+        Seed of the new-level effect draws (default: the run's seed; the first of the
+        ``effect_draws`` copies then uses exactly ``predict``'s new-family effects).
+
+    Returns
+    -------
+    TrainingLevel
+    """
+    frame = validate_measurements(measurements)
+    prob = check_prob(prob)
+    d_lo, d_hi = check_range(prior, "prior range")
+    if int(grid_size) < 11:
+        raise DataError(f"grid_size must be at least 11, got {grid_size!r}")
+    if int(effect_draws) < 1:
+        raise DataError(f"effect_draws must be at least 1, got {effect_draws!r}")
+    seed = run.seed if seed is None else int(seed)
+    log10_d = np.linspace(np.log10(d_lo), np.log10(d_hi), int(grid_size))
+    n_grid, n_meas = len(log10_d), len(frame)
+    label = NEW_FAMILY
+    while label in run.levels["family"]:  # never borrow a fitted family's effects
+        label += "*"
+    # The measurements' coefficients do not depend on D: draw them once, for all effect copies,
+    # on the measurement rows, then evaluate the law on the (draw, measurement, grid D) cube.
+    rows = frame.assign(family=label, tokens=TOKENS_SCALE)
+    design = build_design(rows, run.levels)
+    n_copies = int(effect_draws)
+    copies = build_design(_effect_copies(rows, design, n_copies), run.levels)
+    n_draws = n_samples(run.idata)
+    theta = {p: np.broadcast_to(v, (n_draws, n_copies * n_meas))
+             for p, v in row_theta(run.idata, run.spec, copies, seed=seed).items()}
+    law = run.spec.law_obj
+    log_d = np.log(10.0**log10_d / TOKENS_SCALE)
+    y, censored = observe(frame["qid"].to_numpy(float), run.spec.likelihood)
+    sigma = flat(run.idata, "sigma")[:, None, None]
+    per = max(1, CHUNK // n_grid)  # measurements per chunk: memory ~ draws x CHUNK doubles
+    log_like = np.full(n_grid, -np.inf)
+    draw_weight = []
+    for j in range(n_copies):
+        ll = np.zeros((n_draws, n_grid))  # joint log-likelihood of all measurements, per draw and D
+        for start in range(0, n_meas, per):
+            m = slice(start, min(n_meas, start + per))
+            cols = slice(j * n_meas + m.start, j * n_meas + m.stop)
+            x = {key: v[cols, None] for key, v in copies.x.items()} | {"log_d": log_d}
+            log_mu = law.log_mu(x, {p: v[:, cols, None] for p, v in theta.items()})
+            lp = pointwise_logp(y[m, None], censored[m, None], log_mu, sigma, run.spec.likelihood, NUMPY)
+            ll += lp.sum(axis=1)
+        log_like = np.logaddexp(log_like, logsumexp(ll, axis=0))
+        draw_weight.append(logsumexp(ll, axis=1))
+    # Uniform prior on the log grid: the posterior is the normalised averaged likelihood.
+    w = np.concatenate(draw_weight)
+    w = np.exp(w - logsumexp(w))
+    ess = float(1.0 / np.sum(w**2))
+    density, mass, cdf = _normalise(log_like, log10_d)
+    q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
+    lower, median, upper = 10.0 ** np.interp(q, cdf, log10_d)
+    if ess < MIN_ESS:
+        warnings.warn(f"training level rests on ~{ess:.0f} effective draws: Monte Carlo noise is large; "
+                      "raise effect_draws or use a run with more draws", UserWarning, stacklevel=2)
+    summary = pd.DataFrame([{
+        "family": frame["family"].iloc[0], "params": float(frame["params"].iloc[0]),
+        "n_measurements": n_meas, "tokens_lower": lower, "tokens_median": median, "tokens_upper": upper,
+        **{_exceeds(t): 1.0 - float(np.interp(np.log10(t), log10_d, cdf, left=0.0, right=1.0))
+           for t in THRESHOLDS},
+        "prior_min": d_lo, "prior_max": d_hi, "ess": ess,
+        "new_levels": ";".join(sorted({pair for cell in new_levels(run, design)
+                                       for pair in cell.split(";") if pair})),
+    }])
+    grid = pd.DataFrame({"tokens": 10.0**log10_d, "log10_tokens": log10_d, "density": density, "mass": mass})
+    return TrainingLevel(summary=summary, grid=grid, prob=prob, prior=(d_lo, d_hi), ess=ess)
+
+
+def _exceeds(threshold: float) -> str:
+    """Summary column of P(D > threshold): ``p_gt_1e12`` for 1e12."""
+    return f"p_gt_{threshold:.0e}".replace("+", "")
+
+
+def _normalise(log_post: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Density (trapezoid-normalised in ``x``), cell masses summing to 1, and the CDF at ``x``."""
+    if not np.isfinite(log_post).any():
+        raise DataError("the measurements have zero likelihood at every D of the prior range")
+    dens = np.exp(log_post - np.max(log_post))
+    dx = np.diff(x)
+    cells = 0.5 * (dens[1:] + dens[:-1]) * dx
+    total = cells.sum()
+    cdf = np.concatenate([[0.0], np.cumsum(cells)]) / total
+    weights = np.zeros_like(x)
+    weights[1:] += 0.5 * dx
+    weights[:-1] += 0.5 * dx
+    return dens / total, dens * weights / total, cdf
+
+
+def format_training_level(level: TrainingLevel) -> str:
+    """Readable summary: median and interval in trillions of tokens, exceedance probabilities."""
+    r = level.summary.iloc[0]
+    lo, hi = level.prior
+    lines = [
+        f"model: {r['family']}, {r['params']:.3g} parameters, {int(r['n_measurements'])} measurement(s); "
+        f"treated as a new family",
+        f"prior: log-uniform over {lo:.3g} to {hi:.3g} tokens",
+        f"effective training tokens D: median {r['tokens_median'] / 1e12:.4g}T "
+        f"[{level.prob:.0%} interval {r['tokens_lower'] / 1e12:.4g}T, {r['tokens_upper'] / 1e12:.4g}T]",
+        "  ".join(f"P(D > {t:.0e}) = {r[_exceeds(t)]:.3f}" for t in THRESHOLDS),
+        f"effective draws: {r['ess']:.0f}",
+    ]
+    if r["new_levels"]:
+        lines.append(f"drawn from the population: {r['new_levels']}")
+    return "\n".join(lines)

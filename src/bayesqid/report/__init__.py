@@ -1,0 +1,2 @@
+"""Report: the HTML uncertainty report (page builder, figures, template) and plotting helpers
+for notebooks. Imports every wing below."""

@@ -1,0 +1,111 @@
+"""A fitted run: spec + InferenceData + convergence gate, saved to and loaded from one NetCDF.
+
+Saving is atomic (a temporary file in the target directory, then ``os.replace``), so an
+interrupted save never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import pandas as pd
+
+from bayesqid.constants import GROUPS
+from bayesqid.errors import RunError, SpecError
+from bayesqid.lang.spec import ModelSpec
+from bayesqid.outputs import write_atomic
+from bayesqid.sampling.diagnostics import Diagnostics
+
+#: attrs every bayesqid run carries.
+REQUIRED_ATTRS = ("bayesqid_spec", "data_sha256", "seed", "versions", "diagnostics", "levels")
+
+
+@dataclass(frozen=True)
+class Run:
+    """The result of :func:`bayesqid.fit.fit`.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+        The fitted model.
+    idata : arviz.InferenceData
+        posterior, sample_stats, log_likelihood, observed_data, constant_data; provenance in
+        ``attrs`` (spec JSON, data hash, seed, sampler settings, package versions).
+    diagnostics : Diagnostics
+        The convergence gate.
+    """
+
+    spec: ModelSpec
+    idata: az.InferenceData
+    diagnostics: Diagnostics
+
+    @property
+    def levels(self) -> dict[str, tuple[str, ...]]:
+        """Fitted levels of every grouping factor."""
+        raw = json.loads(self.idata.attrs["levels"])
+        return {g: tuple(raw[g]) for g in GROUPS}
+
+    @property
+    def seed(self) -> int:
+        """Root seed of the fit."""
+        return int(self.idata.attrs["seed"])
+
+    @property
+    def data_sha256(self) -> str:
+        """Hash of the fitted dataset."""
+        return str(self.idata.attrs["data_sha256"])
+
+    def data(self) -> pd.DataFrame:
+        """The fitted rows as a canonical frame."""
+        cd = self.idata.constant_data
+        frame = pd.DataFrame({name: cd[name].to_numpy() for name in cd.data_vars})
+        frame["group_size"] = frame["group_size"].astype("Int64").where(frame["group_size"] > 0)
+        return frame
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run to ``path`` (NetCDF) atomically and return the path."""
+        return save_run(self, path)
+
+
+def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
+    """Write ``run`` to ``path`` atomically: temporary file in the same directory, then rename."""
+    return write_atomic(path, lambda tmp: run.idata.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Read a run written by :func:`save_run`.
+
+    Raises
+    ------
+    RunError
+        Missing, unreadable, truncated or foreign file, or a spec this version cannot read.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"{p}: run file does not exist")
+    if p.is_dir():
+        raise RunError(f"{p}: is a directory, expected a run file (.nc)")
+    try:
+        idata = az.from_netcdf(p, engine="h5netcdf")
+    except Exception as err:  # h5py/netCDF raise many types for corrupt files
+        raise RunError(f"{p}: not a readable NetCDF run ({err.__class__.__name__}: "
+                       f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None
+    missing = [a for a in REQUIRED_ATTRS if a not in idata.attrs]
+    if missing or "posterior" not in idata.groups():
+        raise RunError(f"{p}: not a bayesqid run (missing {missing or ['posterior']})")
+    try:
+        spec = ModelSpec.from_json(str(idata.attrs["bayesqid_spec"]))
+    except SpecError as err:
+        raise RunError(f"{p}: cannot use the stored spec: {err}") from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise RunError(f"{p}: corrupt stored spec ({err.__class__.__name__})") from None
+    try:
+        diagnostics = Diagnostics.from_json(str(idata.attrs["diagnostics"]))
+        json.loads(str(idata.attrs["levels"]))
+    except (ValueError, TypeError, KeyError) as err:
+        raise RunError(f"{p}: corrupt run attributes ({err.__class__.__name__})") from None
+    return Run(spec=spec, idata=idata, diagnostics=diagnostics)

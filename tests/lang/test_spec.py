@@ -1,0 +1,399 @@
+"""Model specifications: shipped specs, round trips, and one-line errors for every bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from bayesqid.errors import SpecError
+from bayesqid.lang.laws import LAWS
+from bayesqid.lang.priors import PRIOR_FAMILIES, Prior, halfnormal, normal
+from bayesqid.lang.spec import (
+    GROUPS,
+    LIKELIHOODS,
+    PARAMETRIZATIONS,
+    SPEC_VERSION,
+    Effect,
+    Likelihood,
+    ModelSpec,
+    available_specs,
+    load_spec,
+)
+
+SHIPPED = sorted(available_specs())
+
+
+def base_dict() -> dict:
+    """A valid spec in plain-dict (TOML) form, exercising every section."""
+    return {
+        "spec_version": SPEC_VERSION,
+        "name": "test",
+        "description": "a test spec",
+        "law": "ouyang",
+        "likelihood": {"kind": "student_t", "nu": 4, "censor_below": 0.02,
+                       "sigma": {"dist": "halfnormal", "sigma": 1.0}},
+        "effects": {
+            "family": {"params": ["log_k", "alpha"], "parametrization": {"alpha": "non_centered"},
+                       "sd": {"alpha": {"dist": "gamma", "alpha": 2.0, "beta": 10.0}}},
+            "quantizer": {"params": ["log_k"], "parametrization": "centered", "sd": {}},
+        },
+        "priors": {"gamma": {"dist": "normal", "mu": 5.0, "sigma": 1.0}},
+    }
+
+
+def assert_one_line_error(err: pytest.ExceptionInfo, *fragments: str) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    for fragment in fragments:
+        assert fragment in msg, f"{fragment!r} not in {msg!r}"
+    return msg
+
+
+def spec_error(raw: dict, *fragments: str) -> str:
+    with pytest.raises(SpecError) as err:
+        ModelSpec.from_dict(raw)
+    return assert_one_line_error(err, *fragments)
+
+
+# --- shipped specs and round trips -----------------------------------------------------------
+
+
+def test_default_spec_is_shipped():
+    assert "ouyang" in SHIPPED
+    assert load_spec().name == "ouyang"
+    assert load_spec() == load_spec("ouyang") == load_spec(available_specs()["ouyang"])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spec_loads_and_round_trips(name):
+    spec = load_spec(name)
+    assert spec.name == name, "a shipped spec's name should match its file name"
+    assert spec.law in LAWS
+    assert spec.description.strip()
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    again = ModelSpec.from_json(spec.to_json())
+    assert again.to_json() == spec.to_json()
+    assert sorted(again.effects, key=repr) == sorted(spec.effects, key=repr)
+    assert (again.law, again.likelihood, again.priors) == (spec.law, spec.likelihood, spec.priors)
+    # to_json is plain JSON with sorted keys (stored in NetCDF attrs)
+    assert json.loads(spec.to_json()) == json.loads(json.dumps(spec.to_dict()))
+
+
+def test_custom_spec_round_trips():
+    spec = ModelSpec.from_dict(base_dict())
+    assert spec.prior("gamma") == normal(5.0, 1.0)
+    assert spec.prior("alpha") == LAWS["ouyang"].parameter("alpha").prior
+    fam = spec.effect("family")
+    assert fam.parametrization_of("alpha") == "non_centered"
+    assert fam.parametrization_of("log_k") == "auto"
+    assert spec.effect("quantizer").parametrization_of("log_k") == "centered"
+    assert spec.effect("eval_set") is None
+    assert spec.effect_sd(fam, "alpha") == Prior("gamma", {"alpha": 2.0, "beta": 10.0})
+    assert spec.effect_sd(fam, "log_k") == LAWS["ouyang"].parameter("log_k").effect_sd
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert spec.to_dict() == base_dict()
+
+
+def test_defaults_fill_missing_sections():
+    spec = ModelSpec.from_dict({"name": "minimal", "law": "kumar"})
+    assert spec.effects == ()
+    assert spec.likelihood == Likelihood()
+    assert spec.version == SPEC_VERSION
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("law", sorted(LAWS))
+def test_every_law_accepts_effects_on_all_its_parameters(law):
+    params = list(LAWS[law].param_names)
+    raw = {"name": law, "law": law, "effects": {g: {"params": params} for g in GROUPS}}
+    spec = ModelSpec.from_dict(raw)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert ModelSpec.from_json(spec.to_json()).to_json() == spec.to_json()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_json_round_trip_is_equal(name):
+    spec = load_spec(name)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+# --- bad specs: one line, naming the valid choices -------------------------------------------
+
+
+def with_(path: str, value) -> dict:
+    """``base_dict()`` with the dotted ``path`` set to ``value``."""
+    raw = copy.deepcopy(base_dict())
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+def without(path: str) -> dict:
+    raw = copy.deepcopy(base_dict())
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return raw
+
+
+def test_unknown_law():
+    spec_error(with_("law", "nosuch"), "unknown law 'nosuch'", *sorted(LAWS))
+
+
+def test_unknown_parameter_in_effects():
+    spec_error(with_("effects.family.params", ["log_k", "delta"]), "'delta'", "known", "alpha", "gamma")
+
+
+def test_unknown_parameter_in_effect_sd():
+    raw = with_("effects.family.sd", {"delta": {"dist": "halfnormal", "sigma": 1.0}})
+    spec_error(raw, "'delta'", "known", "log_k")
+
+
+def test_effect_sd_on_a_parameter_that_does_not_vary():
+    raw = with_("effects.family.sd", {"beta": {"dist": "halfnormal", "sigma": 1.0}})
+    spec_error(raw, "do not vary", "beta")
+
+
+def test_unknown_parameter_in_priors():
+    raw = with_("priors", {"delta": {"dist": "normal", "mu": 0, "sigma": 1}})
+    spec_error(raw, "'delta'", "known", "log_k")
+
+
+def test_unknown_parameter_in_parametrization_map():
+    spec_error(with_("effects.family.parametrization", {"delta": "centered"}), "'delta'", "known")
+
+
+def test_parametrization_map_on_a_parameter_that_does_not_vary():
+    spec_error(with_("effects.family.parametrization", {"beta": "centered"}), "beta")
+
+
+@pytest.mark.parametrize("value", ["sideways", {"alpha": "sideways"}, {"alpha": 1}])
+def test_invalid_parametrization(value):
+    spec_error(with_("effects.family.parametrization", value), "parametrization", *PARAMETRIZATIONS)
+
+
+def test_unknown_group():
+    raw = with_("effects.vendor", {"params": ["log_k"]})
+    spec_error(raw, "unknown group 'vendor'", *GROUPS)
+
+
+def test_group_listed_twice():
+    effect = Effect("family", ("log_k",))
+    with pytest.raises(SpecError) as err:
+        ModelSpec("twice", "ouyang", effects=(effect, effect))
+    assert_one_line_error(err, "listed twice")
+
+
+def test_effect_varying_nothing():
+    spec_error(with_("effects.family.params", []), "varies no parameter")
+
+
+@pytest.mark.parametrize(
+    ("path", "bad_key"),
+    [("", "colour"), ("likelihood", "df"), ("effects.family", "slopes")],
+    ids=["top", "likelihood", "effect"],
+)
+def test_unknown_key(path, bad_key):
+    raw = copy.deepcopy(base_dict())
+    node = raw
+    for key in filter(None, path.split(".")):
+        node = node[key]
+    node[bad_key] = 1
+    msg = spec_error(raw, f"unknown key(s) ['{bad_key}']", "valid")
+    valid = {"": ["law", "likelihood", "effects", "priors"],
+             "likelihood": ["kind", "nu", "censor_below", "sigma"],
+             "effects.family": ["params", "sd", "parametrization"]}[path]
+    assert all(f"'{k}'" in msg for k in valid)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        ("likelihood.nu", "four", "'nu' must be int"),
+        ("likelihood.nu", 4.0, "'nu' must be int"),
+        ("likelihood.nu", True, "'nu' must be int"),
+        ("likelihood.censor_below", "0.02", "'censor_below' must be int/float"),
+        ("likelihood.censor_below", False, "'censor_below' must be int/float"),
+        ("likelihood.kind", 1, "'kind' must be str"),
+        ("name", 3, "'name' must be str"),
+        ("law", ["ouyang"], "'law' must be str"),
+        ("effects.family.params", "log_k", "'params' must be a list"),
+        ("effects.family.params", ["log_k", 1], "'params' must be a list"),
+        ("effects.family.sd", "gamma", "'sd' must be a table"),
+        ("effects.family", ["log_k"], "expected a table"),
+        ("effects", ["family"], "'effects' must be a table"),
+        ("priors", ["gamma"], "'priors' must be a table"),
+        ("likelihood", "student_t", "expected a table"),
+        ("effects.family.parametrization", 3, "'parametrization' must be str"),
+    ],
+)
+def test_wrong_type(path, value, fragment):
+    spec_error(with_(path, value), fragment)
+
+
+def test_missing_required_key():
+    spec_error(without("law"), "missing required key 'law'")
+    spec_error(without("name"), "missing required key 'name'")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragments"),
+    [
+        ("likelihood.kind", "cauchy", ("unknown likelihood 'cauchy'", *LIKELIHOODS)),
+        ("likelihood.nu", 3, ("nu must be one of", "[2, 4]")),
+        ("likelihood.censor_below", 0.0, ("censor_below must be > 0",)),
+        ("likelihood.censor_below", -0.01, ("censor_below must be > 0",)),
+        ("likelihood.sigma", {"dist": "normal", "mu": 0, "sigma": 1}, ("positive prior", "normal")),
+    ],
+)
+def test_invalid_likelihood(path, value, fragments):
+    spec_error(with_(path, value), *fragments)
+
+
+def test_normal_likelihood_ignores_nu():
+    raw = with_("likelihood", {"kind": "normal", "nu": 3})
+    assert ModelSpec.from_dict(raw).likelihood.kind == "normal"
+
+
+@pytest.mark.parametrize(
+    ("prior", "fragments"),
+    [
+        ({"dist": "cauchy", "beta": 1.0}, ("unknown prior distribution 'cauchy'", *sorted(PRIOR_FAMILIES))),
+        ({"dist": "normal", "mu": 0.0, "sigma": -1.0}, ("'sigma' must be finite and positive",)),
+        ({"dist": "normal", "mu": 0.0, "sigma": 0.0}, ("'sigma' must be finite and positive",)),
+        ({"dist": "normal", "mu": 0.0}, ("takes arguments ['mu', 'sigma']",)),
+        ({"dist": "normal", "mu": 0.0, "sigma": 1.0, "nu": 3.0}, ("takes arguments ['mu', 'sigma']",)),
+        ({"dist": "normal", "mu": "zero", "sigma": 1.0}, ("'mu' must be a number",)),
+        ({"dist": "normal", "mu": True, "sigma": 1.0}, ("'mu' must be a number",)),
+        ({"dist": "normal", "mu": float("nan"), "sigma": 1.0}, ("'mu' must be finite",)),
+        ({"dist": "normal", "mu": 0.0, "sigma": float("inf")}, ("'sigma' must be finite",)),
+        ({"mu": 0.0, "sigma": 1.0}, ("a prior is a table like",)),
+        ("normal", ("a prior is a table like",)),
+    ],
+)
+def test_invalid_prior_in_spec(prior, fragments):
+    msg = spec_error(with_("priors.gamma", prior), *fragments)
+    assert "priors.gamma" in msg, "the message should say where the prior is"
+
+
+def test_invalid_prior_in_effect_sd_names_its_location():
+    raw = with_("effects.family.sd.alpha", {"dist": "gamma", "alpha": 2.0, "beta": -1.0})
+    spec_error(raw, "effects.family.sd.alpha", "'beta' must be finite and positive")
+
+
+@pytest.mark.parametrize("version", [0, 2, "1"])
+def test_unsupported_spec_version(version):
+    raw = with_("spec_version", version)
+    spec_error(raw, f"spec_version {version!r} is not supported", str(SPEC_VERSION))
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def test_load_spec_from_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    text = 'name = "mine"\nlaw = "dn_ratio"\n[effects.family]\nparams = ["beta"]\n'
+    path.write_text(text, encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.law == "dn_ratio"
+    assert spec.effect("family").params == ("beta",)
+    assert load_spec(str(path)) == spec
+
+
+def test_invalid_toml(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\nlaw = \n[effects\n', encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert_one_line_error(err, str(path), "invalid TOML")
+
+
+def test_invalid_content_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\nlaw = "nosuch"\n', encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert_one_line_error(err, str(path), "unknown law 'nosuch'")
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "caf\u00e9"\nlaw = "ouyang"\n'.encode("latin-1"))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert_one_line_error(err, str(path))
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nosuch.toml"
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert_one_line_error(err, str(path), "does not exist")
+
+
+def test_unknown_shipped_name():
+    with pytest.raises(SpecError) as err:
+        load_spec("nosuch")
+    assert_one_line_error(err, "unknown spec 'nosuch'", *SHIPPED)
+
+
+def test_stored_spec_errors_are_spec_errors():
+    with pytest.raises(SpecError) as err:
+        ModelSpec.from_json(json.dumps(with_("law", "nosuch")))
+    assert_one_line_error(err, "stored spec", "unknown law")
+
+
+# --- Prior ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dist", sorted(PRIOR_FAMILIES))
+def test_prior_round_trip_and_draw(dist):
+    family = PRIOR_FAMILIES[dist]
+    args = {name: (3.0 if name == "nu" else 1.5) for name in family.args}
+    prior = Prior(dist, args)
+    assert Prior.from_dict(prior.to_dict()) == prior
+    assert Prior.from_dict(json.loads(json.dumps(prior.to_dict()))) == prior
+    assert prior.to_dict() == {"dist": dist, **args}
+    assert str(prior).startswith(str(prior).split("(")[0]) and "1.5" in str(prior)
+    rng = np.random.default_rng(7)
+    draws = prior.draw(rng, 500)
+    assert draws.shape == (500,)
+    assert np.isfinite(draws).all()
+    if family.positive:
+        assert (draws > 0).all()
+
+
+def test_prior_args_become_floats():
+    prior = Prior("normal", {"mu": 0, "sigma": 2})
+    assert prior.args == {"mu": 0.0, "sigma": 2.0}
+    assert all(type(v) is float for v in prior.args.values())
+    assert prior == normal(0.0, 2.0)
+    assert halfnormal(1).to_dict() == {"dist": "halfnormal", "sigma": 1.0}
+
+
+def test_prior_draws_are_reproducible():
+    prior = normal(0.0, 1.0)
+    a = prior.draw(np.random.default_rng(3), 10)
+    b = prior.draw(np.random.default_rng(3), 10)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_prior_draw_of_one_has_shape_one():
+    assert normal(0.0, 1.0).draw(np.random.default_rng(0), 1).shape == (1,)
+
+
+def test_prior_to_pymc_creates_named_variable():
+    import pymc as pm
+
+    with pm.Model() as model:
+        Prior("gamma", {"alpha": 2.0, "beta": 2.0}).to_pymc("s")
+    assert [v.name for v in model.free_RVs] == ["s"]
