@@ -20,11 +20,11 @@ run: $(STAMP)
 	$(BIN)/bayesqid fit && $(BIN)/bayesqid report runs/default.nc --out runs/report.html
 
 # The tests also cover the JAX route (numpyro sampler, the Ops' JAX implementations): the GPU
-# path's code, run here on the CPU.
+# path's code, run here on the CPU, and the lab (torch, CPU build).
 TEST_STAMP := $(VENV)/.bayesqid-test-installed
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[test,numpyro]"
+	$(BIN)/python -m pip install --quiet -e ".[test,numpyro,lab]"
 	touch $(TEST_STAMP)
 
 ## The test suite (fast tiers; slow recovery tests too when BAYESQID_RUN_SLOW=1).

@@ -1,5 +1,5 @@
 """Command line: ``bayesqid data | fit | predict | tokens | training-level | report | sbc |
-sensitivity | compare``.
+sensitivity | compare | measure | lab``.
 
 Strings become typed objects here and nowhere else. Any :class:`BayesqidError` (bad data,
 spec or run file) is printed as one line on stderr with exit status 2; no traceback.
@@ -81,6 +81,10 @@ def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
 
 
+DATA_HELP = ("data: 'reference' (the bundled data), 'lab-default', or a CSV/Parquet file; repeat to "
+             "join several as one dataset (default: reference)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesqid`` command."""
     from bayesqid.engines.sampler import ENGINES, SAMPLERS, SamplerConfig
@@ -90,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("data", help="validate and summarise a dataset")
-    p.add_argument("--data", help="CSV or Parquet in the canonical schema (default: bundled reference)")
+    p.add_argument("--data", action="append", help=DATA_HELP)
 
     p = sub.add_parser("fit", help="fit a model with NUTS, save the run, print the 100T table")
     p.add_argument("--spec", help="shipped spec name or path to a .toml (default: ouyang)")
-    p.add_argument("--data", help="CSV or Parquet (default: bundled reference)")
+    p.add_argument("--data", action="append", help=DATA_HELP)
     p.add_argument("--out", default=str(DEFAULT_RUN), help=f"run file to write (default: {DEFAULT_RUN})")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="nutpie")
     p.add_argument("--draws", type=_positive_int, default=1000)
@@ -128,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("training-level", help="posterior of a model's training tokens from its measured QiD")
     _add_run_argument(p)
     p.add_argument("--measurements", required=True,
-                   help="CSV with family, params, bits, method, group_size, eval_set, qid (one model)")
+                   help="CSV with family (or model), params, bits, method, group_size, eval_set, qid "
+                   "(one model)")
+    p.add_argument("--family", help="read the model as a member of this fitted family (default: a new "
+                   "family drawn from the population)")
     p.add_argument("--prior-min", type=float, default=1e9, help="log-uniform prior over D: lower end (1e9)")
     p.add_argument("--prior-max", type=float, default=1e15, help="log-uniform prior over D: upper end (1e15)")
     _add_table_options(p, "summary")
@@ -144,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sbc", help="simulation-based calibration of a spec and its sampler (resumable)")
     p.add_argument("--spec", help="shipped spec name or path to a .toml (default: ouyang)")
-    p.add_argument("--data", help="design to simulate on (default: the bundled reference data's rows)")
+    p.add_argument("--data", action="append",
+                   help="design to simulate on, as for 'fit --data' (default: the bundled reference rows)")
     p.add_argument("--replicates", type=_positive_int, default=100, help="simulated datasets (default 100)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every replicate's seeds")
     p.add_argument("--scheduler",
@@ -164,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "extrapolation CV, stacking (resumable)")
     p.add_argument("items", nargs="+", metavar="SPEC_OR_RUN",
                    help="shipped spec names, spec .toml files or run .nc files (at least two)")
-    p.add_argument("--data", help="CSV or Parquet (default: bundled reference)")
+    p.add_argument("--data", action="append", help=DATA_HELP)
     p.add_argument("--cv", nargs="+", default=["loo", "logo", "extrapolate"], metavar="SCHEME",
                    help="loo, logo, extrapolate (default: all; loo is always computed)")
     p.add_argument("--out", default=str(DEFAULT_COMPARE),
@@ -186,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"predictive interval whose coverage is reported (default {CI_PROB})")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if a fold failed or a full fit failed its convergence gate")
+    # The lab's commands: their parsers import no torch (the extra is checked when they run).
+    from bayesqid.lab.commands import add_measure_parser
+    from bayesqid.lab.lab_commands import add_lab_parser
+
+    add_measure_parser(sub)
+    add_lab_parser(sub)
     return parser
 
 
@@ -304,7 +318,8 @@ def _cmd_training_level(args: argparse.Namespace) -> int:
     measurements = load_measurements(args.measurements)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the effective-draw count is printed below
-        level = training_level(run, measurements, prior=(args.prior_min, args.prior_max), prob=args.interval)
+        level = training_level(run, measurements, family=args.family, prior=(args.prior_min, args.prior_max),
+                               prob=args.interval)
     _warn_gate(run)
     if args.out:
         write_csv(_with_gate(level.summary, run), args.out)
@@ -418,9 +433,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_ERROR if args.strict and bad else EXIT_OK
 
 
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from bayesqid.lab.commands import run_measure
+
+    return run_measure(args)
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from bayesqid.lab.lab_commands import run_lab
+
+    return run_lab(args)
+
+
 COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict, "tokens": _cmd_tokens,
             "training-level": _cmd_training_level, "report": _cmd_report, "sbc": _cmd_sbc,
-            "sensitivity": _cmd_sensitivity, "compare": _cmd_compare}
+            "sensitivity": _cmd_sensitivity, "compare": _cmd_compare, "measure": _cmd_measure,
+            "lab": _cmd_lab}
+
+
+#: Commands whose finished units survive an interruption (rerunning resumes them).
+RESUMABLE = ("compare", "sbc", "measure", "lab")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -462,7 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bayesqid {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"bayesqid {args.command}: interrupted; no partial output was written", file=sys.stderr)
+        kept = ("finished work is kept; rerun the same command to resume" if args.command in RESUMABLE
+                else "no partial output was written")
+        print(f"bayesqid {args.command}: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         for signum, handler in previous.items():

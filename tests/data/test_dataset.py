@@ -18,13 +18,12 @@ from bayesqid.data.dataset import (
     SCHEMA_COLUMNS,
     Dataset,
     Exclusion,
-    load_dataset,
     load_grid,
-    load_reference,
     load_table,
     quantizer_label,
     validate,
 )
+from bayesqid.data.sources import load_dataset, load_reference
 from bayesqid.errors import DataError
 from helpers import write_rows as write_csv
 
@@ -52,7 +51,7 @@ def rows_with(n=3, at=None, **bad):
 
 
 def read_reference_file(name):
-    with (resources.files("bayesqid") / "reference" / name).open("rb") as handle:
+    with (resources.files("bayesqid.data") / "reference_files" / name).open("rb") as handle:
         return pd.read_csv(handle, dtype=str, keep_default_na=False)
 
 

@@ -157,10 +157,13 @@ def test_row_likelihood_is_finite_deep_in_the_censored_tail():
         assert float(fn(np.zeros(1))) == pytest.approx(out[0], rel=1e-9)
 
 
-def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference):
+@pytest.mark.parametrize("recipe", [{}, {"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}],
+                         ids=["plain", "recipe-shifts"])
+def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe):
     """Same posterior, other coordinates: at matching points the two models' log densities
-    differ exactly by the map's log-Jacobian (plus the direct model's fixed N(0,1) constants)."""
-    spec = bq.load_spec()
+    differ exactly by the map's log-Jacobian (plus the direct model's fixed N(0,1) constants).
+    With recipe shifts too: they are population coefficients of both models."""
+    spec = replace(bq.load_spec(), recipe=recipe)
     design = build_design(reference.frame)
     qid = reference.frame["qid"].to_numpy(float)
     system = linear_system(spec, design)

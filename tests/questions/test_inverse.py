@@ -22,7 +22,7 @@ from bayesqid.constants import GROUPS, TOKENS_SCALE
 from bayesqid.data.design import build_design
 from bayesqid.errors import BayesqidError, DataError
 from bayesqid.lang.effects import sd_name, z_name
-from bayesqid.lang.laws import LAWS, OUYANG, Law, Parameter, published_ouyang, register
+from bayesqid.lang.laws import LAWS, OUYANG, Law, Parameter, covariates, published_ouyang, register
 from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.lang.priors import halfnormal, normal
 from bayesqid.lang.spec import Effect, ModelSpec
@@ -295,7 +295,7 @@ def test_budget_bad_interval(mock_run):
 
 
 def _point_qid(law: dict, n: float, d: float, bits: int) -> float:
-    x = bq.laws.covariates(n, d, bits)
+    x = covariates(n, d, bits)
     return float(np.exp(OUYANG.log_mu(x, law)))
 
 
@@ -528,3 +528,27 @@ def test_training_level_intervals_are_calibrated(ci_run):
     print(f"training-level 90% coverage {coverage:.2f} over {n_models} simulated models in {elapsed:.1f}s")
     assert 0.8 <= coverage <= 0.97
     assert elapsed < 60
+
+
+def test_training_level_as_a_known_family_uses_its_effects(ci_run, reference):
+    """`--family NAME`: a member of a fitted family is read with that family's effects, which
+    are pinned by its data, so its posterior is no wider than a new family's."""
+    ref = reference.frame
+    rows = ref[(ref["family"] == "OLMo") & (ref["method"] == "RTN")]
+    rows = rows[(rows["params"] == rows["params"].min()) & (rows["tokens"] == rows["tokens"].max())]
+    true_d = float(rows["tokens"].iloc[0])
+    known = training_level(ci_run, rows.drop(columns="tokens"), family="OLMo").summary.iloc[0]
+    new = training_level(ci_run, rows.drop(columns="tokens")).summary.iloc[0]
+    assert known["as_family"] == "OLMo" and new["as_family"] == "new"
+    assert "family=" not in known["new_levels"]
+    assert known["tokens_lower"] < true_d < known["tokens_upper"]
+    assert known["tokens_upper"] / known["tokens_lower"] < new["tokens_upper"] / new["tokens_lower"]
+    with pytest.raises(DataError, match="not a fitted family of this run"):
+        training_level(ci_run, rows.drop(columns="tokens"), family="Nope")
+
+
+def test_measurements_may_name_the_model_instead_of_the_family(mock_run):
+    frame = measurements(1e9, [(3, "GPTQ", 128, "wikitext2", 0.1)]).drop(columns="family")
+    frame["model"] = "my-model-1b"
+    level = training_level(mock_run, frame)
+    assert level.summary["family"].iloc[0] == "my-model-1b"

@@ -20,3 +20,32 @@ def test_linear_fast_path_matches_generic_path(mock_run, reference):
     generic = np.asarray(mock_run.spec.law_obj.log_mu(design.x, theta)) * np.ones(
         (n_samples(mock_run.idata), design.n_rows))
     np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
+
+
+def test_recipe_shifts_enter_both_paths_and_unknown_recipe_is_its_own_level(reference, ouyang_spec):
+    """Recipe shifts: the fast path equals the generic one, a grid without recipe columns is an
+    unknown recipe (it gets the unknown level's shift), and an annealed row gets the annealed one."""
+    from dataclasses import replace
+
+    from conftest import make_mock_run
+
+    spec = replace(ouyang_spec, recipe={"beta": ("annealed",), "log_k": ("annealed",)})
+    run = make_mock_run(reference, spec, draws=40)
+    assert {"d_beta_annealed_true", "d_log_k_annealed_unknown"} <= set(run.idata.posterior.data_vars)
+    grid = reference.frame.sample(60, random_state=4).reset_index(drop=True)
+    design = build_design(grid, run.levels)
+    fast = row_log_mu(run.idata, spec, design, seed=1)
+    theta = row_theta(run.idata, spec, design, seed=1)
+    generic = np.asarray(spec.law_obj.log_mu(design.x, theta)) * np.ones((n_samples(run.idata), 60))
+    np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
+    bare = grid.drop(columns=["annealed", "lr_schedule", "lr_frac", "train_precision", "weight_decay"])
+    row = bare.iloc[[0]].assign(family="new family")
+    unknown = row_log_mu(run.idata, spec, build_design(row, run.levels), seed=1)[:, 0]
+    annealed = row_log_mu(run.idata, spec, build_design(row.assign(annealed=True), run.levels), seed=1)[:, 0]
+    post = run.idata.posterior
+    x = build_design(row, run.levels).x["log_d"][0]
+
+    def shift(level):
+        return (post[f"d_log_k_annealed_{level}"] + post[f"d_beta_annealed_{level}"] * x).values.ravel()
+
+    np.testing.assert_allclose(annealed - unknown, shift("true") - shift("unknown"), rtol=1e-9, atol=1e-12)

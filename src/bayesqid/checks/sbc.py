@@ -103,6 +103,8 @@ def draw_truth(spec: ModelSpec, design: Design, rng: np.random.Generator) -> dic
         for p in eff.params:
             truth[sd_name(eff.group, p)] = float(spec.effect_sd(eff, p).draw(rng, 1)[0])
             truth[z_name(eff.group, p)] = rng.standard_normal(len(design.levels[eff.group]))
+    for name in spec.recipe_shifts:
+        truth[name] = float(spec.prior(name).draw(rng, 1)[0])
     truth["sigma"] = float(spec.likelihood.sigma.draw(rng, 1)[0])
     return truth
 
@@ -125,6 +127,8 @@ def truth_log_mu(spec: ModelSpec, design: Design, truth: Mapping[str, Any], rng:
             for lab in sorted({str(x) for x, c in zip(labels, codes, strict=True) if c == NEW_LEVEL}):
                 z = np.where((codes == NEW_LEVEL) & (labels == lab), rng.standard_normal(), z)
             offsets[(eff.group, p)] = truth[sd_name(eff.group, p)] * z
+    for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
+        offsets[(f"recipe:{col}", p)] = truth.get(name, 0.0) * design.recipe[col]
     log_mu = spec.law_obj.log_mu(design.x, compose(spec, values, offsets))
     return np.asarray(log_mu, float) * np.ones(design.n_rows)
 

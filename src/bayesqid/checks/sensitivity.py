@@ -49,7 +49,7 @@ def log_prior(run: Run) -> xr.Dataset:
         extra = [d for d in logp.dims if d not in ("chain", "draw")]
         return logp.sum(extra) if extra else logp
 
-    terms = {p: term(p, spec.prior(p).to_scipy()) for p in spec.law_obj.param_names}
+    terms = {p: term(p, spec.prior(p).to_scipy()) for p in (*spec.law_obj.param_names, *spec.recipe_shifts)}
     for eff in spec.effects:
         for p in eff.params:
             terms[sd_name(eff.group, p)] = term(sd_name(eff.group, p), spec.effect_sd(eff, p).to_scipy())

@@ -120,7 +120,7 @@ def parse_lr_frac(value: Any) -> float:
         return float("nan")
     number = parse_number(value)
     if not 0 <= number <= 1:
-        raise Rule("must be within 0..1 (learning rate at the checkpoint / peak)")
+        raise Rule("must be within 0..1")
     return number
 
 

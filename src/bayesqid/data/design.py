@@ -8,14 +8,23 @@ both.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER
+from bayesqid.data.cells import (
+    UNKNOWN,
+    parse_annealed,
+    parse_lr_frac,
+    parse_lr_schedule,
+    parse_precision,
+    parse_weight_decay,
+)
 from bayesqid.data.dataset import quantizer_label
 from bayesqid.lang.laws import covariates
+from bayesqid.lang.recipe import RECIPE_FEATURES
 
 #: Code given to a level that the fitted model has never seen.
 NEW_LEVEL = -1
@@ -35,12 +44,23 @@ class Design:
         Level names per grouping factor, in code order.
     labels : dict of str to ndarray
         The raw level label of every row per grouping factor.
+    recipe : dict of str to ndarray
+        Encoded recipe covariates of every row (:data:`bayesqid.lang.recipe.RECIPE_FEATURES`);
+        rows whose frame has no recipe columns are of unknown recipe.
     """
 
     x: dict[str, np.ndarray]
     codes: dict[str, np.ndarray]
     levels: dict[str, tuple[str, ...]]
     labels: dict[str, np.ndarray]
+    recipe: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def subset(self, rows: np.ndarray) -> Design:
+        """The design of ``rows`` (a boolean mask or indices), same levels."""
+        return Design(x={k: v[rows] for k, v in self.x.items()},
+                      codes={k: v[rows] for k, v in self.codes.items()}, levels=self.levels,
+                      labels={k: v[rows] for k, v in self.labels.items()},
+                      recipe={k: v[rows] for k, v in self.recipe.items()})
 
     @property
     def n_rows(self) -> int:
@@ -56,6 +76,40 @@ def group_labels(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         QUANTIZER: np.asarray(quant, dtype=object).astype(str),
         EVAL_SET: frame["eval_set"].astype(str).to_numpy(),
     }
+
+
+def _column(frame: pd.DataFrame, name: str, parse: object) -> list:
+    """Parsed recipe values of ``name`` (all unknown when the frame lacks the column)."""
+    if name not in frame:
+        return [parse(UNKNOWN)] * len(frame)  # type: ignore[operator]
+    return [parse(v) for v in frame[name].tolist()]  # type: ignore[operator]
+
+
+def recipe_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Encode the recipe columns of ``frame`` (see :mod:`bayesqid.lang.recipe` for baselines).
+
+    Values were checked by validation (data) or are checked here (grids): an invalid value
+    raises the cell rule's message.
+    """
+    annealed = _column(frame, "annealed", parse_annealed)
+    frac = np.asarray(_column(frame, "lr_frac", parse_lr_frac), dtype=float)
+    precision = np.asarray(_column(frame, "train_precision", parse_precision), dtype=object)
+    schedule = np.asarray(_column(frame, "lr_schedule", parse_lr_schedule), dtype=object)
+    decay = np.asarray(_column(frame, "weight_decay", parse_weight_decay), dtype=float)
+    unknown_annealed = np.array([a is pd.NA for a in annealed])
+    out = {
+        "annealed_true": np.array([a is True for a in annealed], dtype=float),
+        "annealed_unknown": unknown_annealed.astype(float),
+        "lr_frac": np.nan_to_num(frac, nan=0.0),
+        "lr_frac_unknown": np.isnan(frac).astype(float),
+        "weight_decay": np.nan_to_num(decay, nan=0.0),
+        "weight_decay_unknown": np.isnan(decay).astype(float),
+    }
+    for level in ("fp32", "fp16", "fp8", UNKNOWN):
+        out[f"precision_{level}"] = (precision == level).astype(float)
+    for level in ("linear", "wsd", "constant", UNKNOWN):
+        out[f"schedule_{level}"] = (schedule == level).astype(float)
+    return {k: out[k] for k in RECIPE_FEATURES}
 
 
 def build_design(frame: pd.DataFrame, levels: Mapping[str, tuple[str, ...]] | None = None) -> Design:
@@ -82,4 +136,5 @@ def build_design(frame: pd.DataFrame, levels: Mapping[str, tuple[str, ...]] | No
         codes[g] = np.array([index.get(v, NEW_LEVEL) for v in labels[g]], dtype=np.int64)
     x = covariates(frame["params"].to_numpy(float), frame["tokens"].to_numpy(float),
                    frame["bits"].to_numpy(float))
-    return Design(x=x, codes=codes, levels={g: tuple(levels[g]) for g in GROUPS}, labels=labels)
+    return Design(x=x, codes=codes, levels={g: tuple(levels[g]) for g in GROUPS}, labels=labels,
+                  recipe=recipe_features(frame))

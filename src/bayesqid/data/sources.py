@@ -99,13 +99,18 @@ def join_datasets(parts: Sequence[Dataset]) -> Dataset:
                 a_path, a_row = origin[rows[0]]
                 b_path, b_row = origin[idx]
                 raise DataError(f"{b_path}: row {b_row} conflicts with {a_path}: row {a_row} (same "
-                                f"measurement, column {c!r}: {row[c]!r} vs {first[c]!r})")
+                                f"measurement, column {c!r}: {_plain(row[c])!r} vs {_plain(first[c])!r})")
     duplicated = frame.duplicated()
     if duplicated.any():
         warnings.warn(f"{int(duplicated.sum())} duplicated row(s) across the joined data kept",
                       UserWarning, stacklevel=2)
     path = " + ".join(p.path for p in parts)
     return Dataset(frame, path, tuple(e for p in parts for e in p.excluded))
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def load_lab_default() -> Dataset:
@@ -116,7 +121,7 @@ def load_lab_default() -> Dataset:
     DataError
         When this installation has no bundled lab data.
     """
-    path = resources.files("bayesqid.data") / "lab_default" / "qid.csv"
+    path = resources.files("bayesqid.data") / "lab" / "lab-default" / "qid.csv"
     if not path.is_file():
         raise DataError("lab-default: the bundled lab sweep is not in this installation")
     frame, _ = read_table(Path(str(path)))

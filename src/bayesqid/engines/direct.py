@@ -111,6 +111,8 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
     n_exact = int((~censored).sum())
     codes = {g: c[order] for g, c in design.codes.items()}
     x_rows = {k: v[order] for k, v in design.x.items()}
+    # Recipe columns are per-row covariates too: part of a design point's identity.
+    x_rows |= {f"recipe:{c}": design.recipe[c][order] for _p, c in spec.recipe_terms}
     y = y[order]
     # Rows that repeat a design point (same covariates and levels: repeated evaluations) share
     # their law mean, so it is computed once per distinct point and gathered; the per-row work
@@ -139,6 +141,8 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
                 zs.append(_level_effects(z_name(eff.group, p), sd, centred, eff.group))
             for p, sd, z in zip(params, sds, zs, strict=True):
                 offsets[(eff.group, p)] = sd * z[codes[eff.group]]
+        for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
+            offsets[(f"recipe:{col}", p)] = spec.prior(name).to_pymc(name) * x[f"recipe:{col}"]
         theta = compose(spec, values, offsets)
         log_mu = spec.law_obj.log_mu(x, theta)
         if inverse is not None:
@@ -167,10 +171,7 @@ class DirectEngine:
         """Posterior of the spec on ``rows`` of the template (all rows by default)."""
         design = self.design
         if rows is not None:
-            design = Design(x={k: v[rows] for k, v in design.x.items()},
-                            codes={k: v[rows] for k, v in design.codes.items()},
-                            levels=design.levels,
-                            labels={k: v[rows] for k, v in design.labels.items()})
+            design = design.subset(rows)
             qid = qid[rows]
         model = build_model(self.spec, design, qid)
         with quiet_sampling():

@@ -94,7 +94,16 @@ def linear_system(spec: ModelSpec, design: Design) -> LinearSystem:
         mean, var = gaussian_moments(prior)
         m0.append(mean)
         prec.append(1.0 / var)
-    start = len(law.param_names)
+    # Recipe shifts are population coefficients too: feature = recipe column x coefficient's feature.
+    for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
+        j = len(blocks)
+        blocks.append(Block(None, name, j, 1))
+        idx.append(np.full(n, j))
+        val.append(design.recipe[col] * feature(p))
+        mean, var = gaussian_moments(spec.prior(name))
+        m0.append(mean)
+        prec.append(1.0 / var)
+    start = len(blocks)
     for eff in spec.effects:
         size = len(design.levels[eff.group])
         for p in eff.params:

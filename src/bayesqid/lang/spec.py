@@ -18,7 +18,8 @@ from typing import Any
 from bayesqid.constants import DEFAULT_CENSOR_BELOW, GROUPS
 from bayesqid.errors import SpecError
 from bayesqid.lang.laws import LAWS, Law, get_law
-from bayesqid.lang.priors import Prior, halfnormal
+from bayesqid.lang.priors import Prior, halfnormal, normal
+from bayesqid.lang.recipe import RECIPE_COVARIATES, shift_name
 
 #: Version of the spec format. Runs record it; older versions are migrated or refused.
 SPEC_VERSION = 1
@@ -107,6 +108,11 @@ class ModelSpec:
         Overrides of the law's population priors, by coefficient name.
     description : str
         One paragraph for reports.
+    recipe : Mapping[str, tuple of str]
+        Recipe covariates (:data:`bayesqid.lang.recipe.RECIPE_COVARIATES`) that shift each
+        coefficient, e.g. ``{"beta": ("annealed",)}``.
+    recipe_prior : Prior
+        Prior of every recipe shift (default Normal(0, 1) on the log scale).
     """
 
     name: str
@@ -116,9 +122,21 @@ class ModelSpec:
     priors: Mapping[str, Prior] = field(default_factory=dict)
     description: str = ""
     version: int = SPEC_VERSION
+    recipe: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    recipe_prior: Prior = field(default_factory=lambda: normal(0.0, 1.0))
 
     def __post_init__(self) -> None:
         law = get_law(self.law)
+        object.__setattr__(self, "recipe", {p: tuple(c) for p, c in self.recipe.items() if c})
+        for p, covs in self.recipe.items():
+            law.parameter(p)
+            unknown = [c for c in covs if c not in RECIPE_COVARIATES]
+            if unknown:
+                raise SpecError(f"spec {self.name!r}: recipe.{p}: unknown recipe covariate "
+                                f"{unknown[0]!r}; known: {list(RECIPE_COVARIATES)}")
+            if not law.is_linear:
+                raise SpecError(f"spec {self.name!r}: recipe shifts need a law linear in its "
+                                f"coefficients; {law.name!r} is not")
         # Canonical group order, so a spec equals itself after a JSON round trip.
         order = {g: i for i, g in enumerate(GROUPS)}
         ordered = sorted(self.effects, key=lambda e: order.get(e.group, len(order)))
@@ -171,8 +189,22 @@ class ModelSpec:
         return get_law(self.law)
 
     def prior(self, param: str) -> Prior:
-        """Population prior of ``param``: the spec's override, else the law's default."""
+        """Population prior of ``param`` (or of a recipe shift): the spec's override, else the
+        law's default."""
+        if param in self.recipe_shifts:
+            return self.recipe_prior
         return self.priors.get(param, self.law_obj.parameter(param).prior)
+
+    @property
+    def recipe_terms(self) -> tuple[tuple[str, str], ...]:
+        """(coefficient, encoded recipe column) of every recipe shift, in a fixed order."""
+        return tuple((p, col) for p in self.law_obj.param_names for cov in self.recipe.get(p, ())
+                     for col in RECIPE_COVARIATES[cov])
+
+    @property
+    def recipe_shifts(self) -> tuple[str, ...]:
+        """Variable names of the recipe shifts (:func:`bayesqid.lang.recipe.shift_name`)."""
+        return tuple(shift_name(p, col) for p, col in self.recipe_terms)
 
     def effect_sd(self, effect: Effect, param: str) -> Prior:
         """Prior of the group-effect standard deviation of ``param`` in ``effect``."""
@@ -204,6 +236,8 @@ class ModelSpec:
                 for e in self.effects
             },
             "priors": {k: v.to_dict() for k, v in self.priors.items()},
+            **({"recipe": {**{p: list(c) for p, c in self.recipe.items()},
+                           "prior": self.recipe_prior.to_dict()}} if self.recipe else {}),
         }
 
     def to_json(self) -> str:
@@ -213,7 +247,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, where: str = "spec") -> ModelSpec:
         """Build a spec from its plain-dict form, with one-line :class:`SpecError` on problems."""
-        known = {"spec_version", "name", "description", "law", "likelihood", "effects", "priors"}
+        known = {"spec_version", "name", "description", "law", "likelihood", "effects", "priors", "recipe"}
         _check_keys(raw, known, where)
         version = raw.get("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
@@ -253,9 +287,19 @@ class ModelSpec:
         if not isinstance(pri_raw, Mapping):
             raise SpecError(f"{where}: 'priors' must be a table of priors")
         priors = {k: Prior.from_dict(v, where=f"{where}: priors.{k}") for k, v in pri_raw.items()}
+        rec_raw = dict(raw.get("recipe", {})) if isinstance(raw.get("recipe", {}), Mapping) else None
+        if rec_raw is None:
+            raise SpecError(f"{where}: 'recipe' must be a table of coefficient = [covariates]")
+        recipe_prior = (Prior.from_dict(rec_raw.pop("prior"), where=f"{where}: recipe.prior")
+                        if "prior" in rec_raw else normal(0.0, 1.0))
+        for p, covs in rec_raw.items():
+            if not isinstance(covs, list) or not all(isinstance(c, str) for c in covs):
+                raise SpecError(f"{where}: recipe.{p} must be a list of recipe covariates "
+                                f"({list(RECIPE_COVARIATES)}), got {covs!r}")
         try:
             return cls(name=name, law=law, effects=tuple(effects), likelihood=likelihood,
-                       priors=priors, description=str(raw.get("description", "")), version=version)
+                       priors=priors, description=str(raw.get("description", "")), version=version,
+                       recipe={p: tuple(c) for p, c in rec_raw.items()}, recipe_prior=recipe_prior)
         except SpecError as err:
             raise SpecError(f"{where}: {err}") from None
 

@@ -67,7 +67,8 @@ class TrainingLevel:
     ----------
     summary : DataFrame
         One row: ``family, params, n_measurements, tokens_lower, tokens_median, tokens_upper,
-        p_gt_1e12, p_gt_1e13, p_gt_1e14, prior_min, prior_max, ess, new_levels``.
+        p_gt_1e12, p_gt_1e13, p_gt_1e14, prior_min, prior_max, ess, as_family, new_levels``
+        (``as_family``: the fitted family whose effects were used, or ``new``).
     grid : DataFrame
         The grid posterior: ``tokens``, ``log10_tokens``, ``density`` (per unit log10 D) and
         ``mass`` (probability of each grid point's trapezoid cell; sums to 1).
@@ -90,13 +91,17 @@ class TrainingLevel:
 def validate_measurements(frame: pd.DataFrame, *, path: str = "<measurements>") -> pd.DataFrame:
     """Check a measurements table and return it canonical (schema columns without ``tokens``).
 
-    Rows must describe one model: a single ``family`` and a single ``params`` value.
+    Rows must describe one model: a single ``family`` and a single ``params`` value. A table
+    without a ``family`` column may name the model in ``model`` instead; it is then the family.
 
     Raises
     ------
     DataError
         Naming the file (``path``), the 1-based row and the column, as :func:`bayesqid.data.validate`.
     """
+    if "family" not in frame.columns and "model" in frame.columns:
+        # One model's measurements may name it in `model` alone: it is then its own family.
+        frame = frame.assign(family=frame["model"])
     columns = set(frame.columns)
     if "tokens" in columns:
         raise DataError(f"{path}: measurements must not have a 'tokens' column: the training tokens "
@@ -146,7 +151,8 @@ def _effect_copies(rows: pd.DataFrame, design: Design, k: int) -> pd.DataFrame:
     return pd.concat(copies, ignore_index=True)
 
 
-def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[float] = DEFAULT_PRIOR,
+def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None = None,
+                   prior: Sequence[float] = DEFAULT_PRIOR,
                    grid_size: int = DEFAULT_GRID_SIZE, effect_draws: int = DEFAULT_EFFECT_DRAWS,
                    prob: float = CI_PROB, seed: int | None = None) -> TrainingLevel:
     """Posterior of the effective training tokens D of one model from its measured QiD.
@@ -160,6 +166,10 @@ def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[floa
         rows of one model. Its family is treated as new whatever its name: the question is how
         trained an unseen model is, so its recipe effects come from the population. Known
         quantizers and evaluation sets use their fitted effects; unknown ones are drawn too.
+    family : str, optional
+        A family the run has fitted: the model is then read as a member of it, with that
+        family's own effects (a new checkpoint of a family whose other models were fitted,
+        say). Default: a new family, effects drawn from the population.
     prior : (float, float)
         Range of the log-uniform prior over D (default 1e9 to 1e15 tokens).
     grid_size : int
@@ -186,14 +196,22 @@ def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[floa
     seed = run.seed if seed is None else int(seed)
     log10_d = np.linspace(np.log10(d_lo), np.log10(d_hi), int(grid_size))
     n_grid, n_meas = len(log10_d), len(frame)
-    label = NEW_FAMILY
-    while label in run.levels["family"]:  # never borrow a fitted family's effects
-        label += "*"
+    if family is not None:
+        if family not in run.levels["family"]:
+            raise DataError(f"family {family!r} is not a fitted family of this run; fitted: "
+                            f"{sorted(run.levels['family'])} (omit it to treat the model as new)")
+        label = family
+    else:
+        label = NEW_FAMILY
+        while label in run.levels["family"]:  # never borrow a fitted family's effects
+            label += "*"
     # The measurements' coefficients do not depend on D: draw them once, for all effect copies,
     # on the measurement rows, then evaluate the law on the (draw, measurement, grid D) cube.
     rows = frame.assign(family=label, tokens=TOKENS_SCALE)
     design = build_design(rows, run.levels)
-    n_copies = int(effect_draws)
+    # A known family with known quantizers and evaluation sets has nothing to draw.
+    nothing_new = all((design.codes[g] != NEW_LEVEL).all() for g in design.codes)
+    n_copies = 1 if family is not None and nothing_new else int(effect_draws)
     copies = build_design(_effect_copies(rows, design, n_copies), run.levels)
     n_draws = n_samples(run.idata)
     theta = {p: np.broadcast_to(v, (n_draws, n_copies * n_meas))
@@ -232,6 +250,7 @@ def training_level(run: Run, measurements: pd.DataFrame, *, prior: Sequence[floa
         **{_exceeds(t): 1.0 - float(np.interp(np.log10(t), log10_d, cdf, left=0.0, right=1.0))
            for t in THRESHOLDS},
         "prior_min": d_lo, "prior_max": d_hi, "ess": ess,
+        "as_family": family if family is not None else "new",
         "new_levels": ";".join(sorted({pair for cell in new_levels(run, design)
                                        for pair in cell.split(";") if pair})),
     }])
@@ -265,7 +284,8 @@ def format_training_level(level: TrainingLevel) -> str:
     lo, hi = level.prior
     lines = [
         f"model: {r['family']}, {r['params']:.3g} parameters, {int(r['n_measurements'])} measurement(s); "
-        f"treated as a new family",
+        + ("treated as a new family" if r.get("as_family", "new") == "new"
+           else f"read as a member of the fitted family {r['as_family']}"),
         f"prior: log-uniform over {lo:.3g} to {hi:.3g} tokens",
         f"effective training tokens D: median {r['tokens_median'] / 1e12:.4g}T "
         f"[{level.prob:.0%} interval {r['tokens_lower'] / 1e12:.4g}T, {r['tokens_upper'] / 1e12:.4g}T]",

@@ -71,6 +71,8 @@ def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
                 z_new = _new_level_z(lab, eff.group, p, seed, s)
                 off[:, rows] = (sd * z_new)[:, None]
             offsets[(eff.group, p)] = off
+    for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
+        offsets[(f"recipe:{col}", p)] = flat(idata, name)[:, None] * design.recipe[col][None, :]
     return compose(spec, values, offsets)
 
 
@@ -137,6 +139,12 @@ def _linear_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, 
                     zc = _new_level_z(label, eff.group, p, seed, len(sd))
                 theta[:, names.index(p)] += sd * zc
         out[rows] = features[rows] @ theta.T
+    # Recipe shifts vary by row, not by cell: one more product over all rows.
+    if spec.recipe_terms:
+        shift_features = np.column_stack([design.recipe[col] * features[:, names.index(p)]
+                                          for p, col in spec.recipe_terms])
+        shifts = np.column_stack([flat(idata, name) for name in spec.recipe_shifts])
+        out += shift_features @ shifts.T
     return out.T
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytensor
 import xarray as xr
 
@@ -166,6 +167,16 @@ def constant_data(frame: Any) -> xr.Dataset:
     for col in ("params", "tokens", "qid"):
         cols[col] = ((OBS,), frame[col].to_numpy(float))
     cols["bits"] = ((OBS,), frame["bits"].to_numpy(np.int64))
+    # Recipe columns, as text (unknown where unknown) and floats (NaN where unknown).
+    for col in ("lr_schedule", "train_precision"):
+        if col in frame:
+            cols[col] = ((OBS,), frame[col].astype(str).to_numpy().astype("U"))
+    for col in ("lr_frac", "weight_decay"):
+        if col in frame:
+            cols[col] = ((OBS,), frame[col].to_numpy(float))
+    if "annealed" in frame:
+        cols["annealed"] = ((OBS,), np.array(["unknown" if v is pd.NA or pd.isna(v) else str(bool(v)).lower()
+                                              for v in frame["annealed"]], dtype="U"))
     # NetCDF has no integer NA: per-channel group size is stored as 0.
     cols["group_size"] = ((OBS,), frame["group_size"].fillna(0).to_numpy(np.int64))
     return xr.Dataset(cols)
