@@ -30,6 +30,7 @@ from bayesqid.sampling.run import Run, load_run
 from helpers import one_line
 
 fit_module = importlib.import_module("bayesqid.sampling.fit")
+sampler_module = importlib.import_module("bayesqid.engines.sampler")
 EXE = Path(sys.executable).with_name("bayesqid")
 
 MEASUREMENTS = "family,params,bits,method,group_size,eval_set,qid\nX,1e9,3,GPTQ,128,wikitext2,0.31\n" \
@@ -245,7 +246,7 @@ def test_partial_trace_is_never_saved(mock_run, monkeypatch, tmp_path, capsys):
     """nutpie and PyMC return the draws made so far on Ctrl-C; fit must not save them as a run."""
     short = az.InferenceData(posterior=mock_run.idata.posterior.isel(draw=slice(0, 10)),
                              sample_stats=mock_run.idata.sample_stats.isel(draw=slice(0, 10)))
-    monkeypatch.setitem(fit_module.SAMPLERS, "nutpie", lambda model, cfg: short)
+    monkeypatch.setitem(sampler_module.SAMPLERS, "nutpie", lambda model, cfg: short)
     out = tmp_path / "r.nc"
     # The direct engine samples through SAMPLERS; the check itself (sample_run) is engine-agnostic.
     code = main(["fit", "--out", str(out), "--draws", "50", "--tune", "50", "--chains", "2",

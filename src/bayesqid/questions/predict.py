@@ -48,10 +48,9 @@ def default_grid(*, tokens: float = DEFAULT_TABLE_TOKENS, params: tuple[float, .
     The default quantizer and evaluation set (GPTQ, group 128, WikiText-2) are the setting of
     Ouyang et al.'s Eq. 8, so the table is comparable with the published point law.
     """
-    table = grid(family=family, params=params, tokens=tokens, bits=bits, method=method,
-                 group_size=group_size, eval_set=eval_set)
-    # Sizes outermost, as Ouyang et al. lay out their table.
-    return table.sort_values(["params", "bits"], kind="stable").reset_index(drop=True)
+    # Sizes outermost, in the order given, as Ouyang et al. lay out their table.
+    return pd.concat([grid(family=family, params=n, tokens=tokens, bits=bits, method=method,
+                           group_size=group_size, eval_set=eval_set) for n in params], ignore_index=True)
 
 
 def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
