@@ -397,3 +397,26 @@ def test_prior_to_pymc_creates_named_variable():
     with pm.Model() as model:
         Prior("gamma", {"alpha": 2.0, "beta": 2.0}).to_pymc("s")
     assert [v.name for v in model.free_RVs] == ["s"]
+
+
+# --- recipe shifts ---------------------------------------------------------------------------
+
+
+def test_recipe_shifts_are_named_and_round_trip():
+    spec = load_spec("ouyang_recipe")
+    assert spec.recipe == {"log_k": ("annealed", "lr_frac"), "beta": ("annealed", "lr_frac")}
+    assert spec.recipe_shifts[:2] == ("d_log_k_annealed_true", "d_log_k_annealed_unknown")
+    assert spec.prior("d_beta_lr_frac") == spec.recipe_prior
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert "recipe" not in load_spec("ouyang").to_dict()  # specs without shifts are unchanged
+
+
+@pytest.mark.parametrize(("recipe", "match"), [
+    ({"beta": ["tokens_per_param"]}, r"recipe.beta: unknown recipe covariate 'tokens_per_param'; known: "),
+    ({"delta": ["annealed"]}, "delta"),
+    ({"beta": "annealed"}, "recipe.beta must be a list of recipe covariates"),
+])
+def test_bad_recipe_entries_are_one_line_errors(recipe, match):
+    raw = load_spec("ouyang").to_dict() | {"recipe": recipe}
+    with pytest.raises(SpecError, match=match):
+        ModelSpec.from_dict(raw, where="x.toml")
