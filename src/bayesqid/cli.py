@@ -352,12 +352,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     extra = []
     if args.sbc:
         from bayesqid.checks.sbc import load_sbc
-        from bayesqid.report.builder import sbc_section
+        from bayesqid.report.attached import sbc_section
 
         extra.append(sbc_section(load_sbc(args.sbc)))
     if args.compare:
         from bayesqid.checks.compare import load_comparison
-        from bayesqid.report.builder import compare_section
+        from bayesqid.report.attached import compare_section
 
         extra.append(compare_section(load_comparison(args.compare)))
     for path, run in zip(args.runs, runs, strict=True):

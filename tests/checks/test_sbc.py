@@ -18,7 +18,8 @@ from bayesqid.checks import sbc
 from bayesqid.cli import main
 from bayesqid.data.design import build_design
 from bayesqid.errors import BayesqidError
-from bayesqid.report.builder import build_report, sbc_section
+from bayesqid.report.attached import sbc_section
+from bayesqid.report.builder import build_report
 from helpers import one_line
 
 #: Sampler settings of the real replicates here: a fit of the tiny design takes seconds.

@@ -11,7 +11,7 @@ from bayesqid.checks import sensitivity
 from bayesqid.cli import main
 from bayesqid.lang.effects import sd_name, z_name
 from bayesqid.lang.priors import PRIOR_FAMILIES, Prior
-from bayesqid.report.builder import sensitivity_section
+from bayesqid.report.sections import sensitivity_section
 from bayesqid.sampling.draws import flat
 from helpers import one_line
 

@@ -11,7 +11,8 @@ import pytest
 
 import bayesqid as bq
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
-from bayesqid.report.builder import build_report, convergence_section
+from bayesqid.report.builder import build_report
+from bayesqid.report.sections import convergence_section
 from bayesqid.sampling.diagnostics import Diagnostics
 
 SECTIONS = ("data", "model", "convergence", "posterior", "ppc", "curves", "extrapolation", "budgets",
