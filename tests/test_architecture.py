@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bayesqid"
 #: Wings bottom to top; a module may import its own wing or any wing below it.
 WINGS = ("floor", "lang", "data", "engines", "sampling", "questions", "checks", "report", "lab",
          "cli", "api")
-FLOOR = {"bayesqid.constants", "bayesqid.errors", "bayesqid.outputs"}
+FLOOR = {"bayesqid.argtypes", "bayesqid.constants", "bayesqid.errors", "bayesqid.outputs"}
 
 
 def module_name(path: Path) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bayesqid.argtypes import group_size, interval, positive_int
 from bayesqid.constants import CI_PROB, DEFAULT_SEED
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -43,39 +44,13 @@ def _log(msg: str) -> None:
     print(f"[bayesqid] {msg}", file=sys.stderr, flush=True)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
-
-
-def _group_size(text: str) -> int | None:
-    if text.strip().lower() in ("per-channel", "none", ""):
-        return None
-    return _positive_int(text)
-
-
 def _add_run_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run file written by 'bayesqid fit'")
 
 
 def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
     """Options shared by the commands that read a run and write a table."""
-    p.add_argument("--interval", type=_interval, default=CI_PROB,
+    p.add_argument("--interval", type=interval, default=CI_PROB,
                    help=f"central interval (default {CI_PROB})")
     p.add_argument("--out", help=f"CSV to write the {what} to")
     p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
@@ -101,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", help=DATA_HELP)
     p.add_argument("--out", default=str(DEFAULT_RUN), help=f"run file to write (default: {DEFAULT_RUN})")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="nutpie")
-    p.add_argument("--draws", type=_positive_int, default=1000)
-    p.add_argument("--tune", type=_positive_int, default=SamplerConfig.tune)
-    p.add_argument("--chains", type=_positive_int, default=4)
+    p.add_argument("--draws", type=positive_int, default=1000)
+    p.add_argument("--tune", type=positive_int, default=SamplerConfig.tune)
+    p.add_argument("--chains", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="how the posterior is sampled (default auto: whitened for linear laws)")
@@ -122,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="non-embedding parameter counts")
     p.add_argument("--bits", nargs="+", default=[2, 3, 4], help="weight bit widths")
     p.add_argument("--method", default="GPTQ", help="quantizer (default GPTQ)")
-    p.add_argument("--group-size", type=_group_size, default=128, help="integer or per-channel (default 128)")
+    p.add_argument("--group-size", type=group_size, default=128, help="integer or per-channel (default 128)")
     p.add_argument("--eval-set", default="wikitext2", help="evaluation set (default wikitext2)")
     p.add_argument("--family", help="a fitted family (default: a new family drawn from the population)")
     p.add_argument("--token-range", type=float, nargs=2, default=[1e9, 1e16], metavar=("LOW", "HIGH"),
@@ -153,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="shipped spec name or path to a .toml (default: ouyang)")
     p.add_argument("--data", action="append",
                    help="design to simulate on, as for 'fit --data' (default: the bundled reference rows)")
-    p.add_argument("--replicates", type=_positive_int, default=100, help="simulated datasets (default 100)")
+    p.add_argument("--replicates", type=positive_int, default=100, help="simulated datasets (default 100)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every replicate's seeds")
     p.add_argument("--scheduler",
                    help="Dask scheduler address, or 'synchronous' (default: a local cluster)")
-    p.add_argument("--workers", type=_positive_int,
+    p.add_argument("--workers", type=positive_int,
                    help="workers of the local cluster (default: one per core)")
     p.add_argument("--preset", choices=["default", "ci"], default="default",
                    help="sampler settings of every fit (default: those of 'bayesqid fit')")
@@ -179,18 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"directory of the results (default: {DEFAULT_COMPARE}); rerunning with the "
                    "same directory resumes")
     p.add_argument("--scheduler", help="Dask scheduler address, or 'synchronous' (default: a local cluster)")
-    p.add_argument("--workers", type=_positive_int,
+    p.add_argument("--workers", type=positive_int,
                    help="workers of the local cluster (default: one per core)")
     p.add_argument("--preset", choices=["default", "ci"], default="default",
                    help="sampler settings of every fit (default: those of 'bayesqid fit')")
-    p.add_argument("--draws", type=_positive_int, help="override the preset's kept draws per chain")
-    p.add_argument("--tune", type=_positive_int, help="override the preset's warm-up iterations")
-    p.add_argument("--chains", type=_positive_int, help="override the preset's chains")
+    p.add_argument("--draws", type=positive_int, help="override the preset's kept draws per chain")
+    p.add_argument("--tune", type=positive_int, help="override the preset's warm-up iterations")
+    p.add_argument("--chains", type=positive_int, help="override the preset's chains")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every fit's seed")
-    p.add_argument("--quantile", type=_interval, default=0.75,
+    p.add_argument("--quantile", type=interval, default=0.75,
                    help="token quantile of the extrapolation split (default 0.75)")
     p.add_argument("--retries", type=int, default=1, help="extra attempts of a failing fit (default 1)")
-    p.add_argument("--interval", type=_interval, default=CI_PROB,
+    p.add_argument("--interval", type=interval, default=CI_PROB,
                    help=f"predictive interval whose coverage is reported (default {CI_PROB})")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if a fold failed or a full fit failed its convergence gate")

@@ -11,32 +11,10 @@ import argparse
 import sys
 from typing import Any
 
+from bayesqid.argtypes import group_size, token_count
 from bayesqid.constants import DEFAULT_SEED
 
 EXIT_OK = 0
-
-
-def _group_size(text: str) -> int | None:
-    if text.strip().lower() in ("per-channel", "none"):
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer or 'per-channel', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'per-channel', got {text!r}")
-    return value
-
-
-def _count(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of tokens such as 2.6e9, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, got {text!r}")
-    return value
 
 
 def add_measure_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -69,10 +47,10 @@ def add_measure_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="weight bit widths, 2-8 (default: 2 3 4 8)")
     p.add_argument("--method", dest="methods", nargs="+", default=["rtn", "gptq"], metavar="M",
                    help="rtn, rtn-sym, gptq, gptq-sym, w8a8 (default: rtn gptq)")
-    p.add_argument("--group-size", dest="group_sizes", nargs="+", type=_group_size, default=[128],
+    p.add_argument("--group-size", dest="group_sizes", nargs="+", type=group_size, default=[128],
                    metavar="G", help="columns per scale, or per-channel (default: 128)")
     p.add_argument("--family", help="family column (default: the checkpoint's model type)")
-    p.add_argument("--tokens", type=_count, metavar="D",
+    p.add_argument("--tokens", type=token_count, metavar="D",
                    help="training tokens of the checkpoints (default: what they declare)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto picks cuda when available")

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from bayesqid.argtypes import positive_int
+
 EXIT_OK = 0
 
 
@@ -40,26 +42,16 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address, or 'synchronous' to run in this process "
                           "(default: a local cluster)")
-    run.add_argument("--workers", type=_positive, metavar="N",
+    run.add_argument("--workers", type=positive_int, metavar="N",
                      help="workers of the local cluster (default: one per core; one on a GPU)")
     run.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda[:N]")
-    run.add_argument("--threads", type=_positive, metavar="N",
+    run.add_argument("--threads", type=positive_int, metavar="N",
                      help="torch threads per run (default: 2 in-process, 1 per Dask worker)")
     check = sub.add_parser("check", help="check a config and print its plan (nothing is trained)")
     check.add_argument("config", metavar="CONFIG",
                        help="shipped config (smoke, default, gpu) or a .toml path")
     p.set_defaults(func=run_lab)
     return p
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def run_lab(args: argparse.Namespace) -> int:
