@@ -91,3 +91,23 @@ def test_joint_elpd_reports_when_a_few_draws_carry_the_mean():
     spread = rng.normal(0.0, 15.0, 4000)
     elpd, khat, mcse = joint_elpd(spread)
     assert np.isfinite(elpd) and khat > 0.7 and mcse > 0.3
+
+
+def test_sharpness_totals_mean_difference_by_family():
+    """Mean interval score over rows, and the per-row excess over the best spec with families as
+    the paired units: a spec worse by 1 on every row of one family of two (2 rows of 4) is worse
+    by 0.5 per row."""
+    from bayesqid.checks.scores import sharpness_totals
+
+    base = pd.DataFrame({"row": [0, 1, 2, 3], "family": ["a", "a", "b", "b"], "fold": ["a", "a", "b", "b"],
+                         "covered": [True, True, False, True], "covered50": [True, False, False, True],
+                         "covered80": [True, True, False, True], "width": [1.0, 2.0, 3.0, 4.0],
+                         "interval_score": [1.0, 2.0, 5.0, 4.0], "crps": [0.1, 0.2, 0.3, 0.4]})
+    worse = base.assign(interval_score=base["interval_score"] + [1.0, 1.0, 0.0, 0.0])
+    rows = pd.concat([base.assign(spec="good"), worse.assign(spec="bad")], ignore_index=True)
+    out = sharpness_totals(rows, "logo", "logo").set_index("spec")
+    assert out.loc["good", "logo_interval_score"] == pytest.approx(3.0)
+    assert out.loc["bad", "logo_interval_score"] == pytest.approx(3.5)
+    assert out.loc["good", "logo_is_diff"] == 0.0 and out.loc["bad", "logo_is_diff"] == pytest.approx(0.5)
+    assert out.loc["bad", "logo_is_dse"] == pytest.approx(np.sqrt(2 * np.var([2.0, 0.0])) / 4)
+    assert out.loc["good", "logo_coverage90"] == 0.75 and out.loc["good", "logo_width"] == 2.5

@@ -176,9 +176,9 @@ def sharpness_totals(rows: pd.DataFrame, scheme: str, prefix: str) -> pd.DataFra
     """Calibration and sharpness over the held-out rows of ``scheme`` ("logo" or "extrapolate").
 
     Per spec: coverage at 50/80% and at the comparison's level, the median log-width of that
-    interval over rows, the mean interval score and CRPS over rows, and the interval score's
-    paired difference to the best spec with its SE (LOGO: families as the paired units, each
-    family's mean; extrapolation: rows). Only units every spec scored enter.
+    interval over rows, the mean interval score and CRPS over rows, and how much higher its mean
+    interval score is than the best spec's, with the SE of that paired difference (LOGO:
+    families as the independent units; extrapolation: rows). Only units every spec scored enter.
     """
     cols = [f"{prefix}_{c}" for c in ("coverage50", "coverage80", "coverage90", "width",
                                       "interval_score", "is_diff", "is_dse", "crps")]
@@ -187,17 +187,22 @@ def sharpness_totals(rows: pd.DataFrame, scheme: str, prefix: str) -> pd.DataFra
     if not len(part) or "interval_score" not in part or part["interval_score"].isna().all():
         return pd.DataFrame(columns=["spec", *cols])
     unit = "row" if scheme == "extrapolate" else "family"
-    wide = part.pivot_table(index=unit, columns="spec", values="interval_score", aggfunc="mean").dropna()
-    # Lower is better: negate so that _paired's "behind the best" reads as a positive excess.
-    diffs = _paired(-wide)
-    keep = part[part[unit].isin(wide.index)]
+    # Per unit (row, or held-out family): the sum of its rows' scores and its row count, so that
+    # the mean over rows and the paired difference use the same rows for every spec.
+    sums = part.pivot_table(index=unit, columns="spec", values="interval_score", aggfunc="sum").dropna()
+    rows_per_unit = part.groupby(unit)["row"].nunique().reindex(sums.index)
+    n_rows = float(rows_per_unit.sum())
+    best = sums.sum().idxmin()
+    keep = part[part[unit].isin(sums.index)]
     out = []
     for spec, g in keep.groupby("spec", sort=False):
+        d = (sums[spec] - sums[best]).to_numpy()
+        # Mean excess per row over the best spec; its SE with units as the independent pieces.
         out.append({"spec": spec, cols[0]: float(g["covered50"].mean()),
                     cols[1]: float(g["covered80"].mean()),
                     cols[2]: float(g["covered"].mean()), cols[3]: float(g["width"].median()),
-                    cols[4]: float(g["interval_score"].mean()), cols[5]: diffs[spec][0],
-                    cols[6]: diffs[spec][1], cols[7]: float(g["crps"].mean())})
+                    cols[4]: float(g["interval_score"].mean()), cols[5]: float(d.sum() / n_rows),
+                    cols[6]: float(np.sqrt(len(d) * np.var(d)) / n_rows), cols[7]: float(g["crps"].mean())})
     return pd.DataFrame(out, columns=["spec", *cols])
 
 

@@ -9,13 +9,13 @@ nothing. The scores here judge a predictive distribution of log QiD by both:
   ``(1 - alpha)`` interval: ``(u - l) + (2 / alpha) (l - y)_+ + (2 / alpha) (y - u)_+``;
 - the **CRPS** from samples, ``E|X - y| - E|X - X'| / 2`` (Gneiting & Raftery 2007, Eq. 21).
 
-All on log QiD. A left-censored row (measured QiD below the resolution ``c``) only says
-``y < log c``. It is scored on the censored scale, where forecast and observation both live:
-the forecast draws become ``max(X, log c)`` and the observation ``log c``. Its interval is
-covering when its lower end is below ``log c``; its interval score and CRPS are those of the
-censored forecast at ``log c`` (a standard treatment of censored observations; no row is
-dropped). Its log-width is that of the uncensored forecast, so sharpness is measured alike on
-every row.
+All on log QiD. Measurements are censored: anything below the resolution ``c`` is only known
+to be below it. So the observable is ``max(log QiD, log c)``, and interval score and CRPS score
+the forecast of that observable on every row: draws and interval ends become ``max(., log c)``
+and a censored row's outcome is ``log c`` (a standard treatment of censored observations; no
+row is dropped). A band that reaches far below the resolution is therefore not charged for
+width nobody could observe. A censored row is covered when its band reaches below ``log c``.
+The log-width is that of the uncensored forecast, so sharpness is measured alike on every row.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def band_scores(draws: np.ndarray, log_qid: np.ndarray, censored: np.ndarray, lo
         out[f"covered{round(level * 100)}"] = inside
     lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     out["width"] = hi - lo
-    # Censored rows: forecast and outcome on the censored scale, max(., log c).
-    floor = np.where(censored, log_resolution, -np.inf)
-    out["interval_score"] = interval_score(np.maximum(lo, floor), np.maximum(hi, floor), y, 1 - prob)
-    out["crps"] = crps_samples(np.maximum(draws, floor[None, :]), y)
+    # The forecast of the observable, max(log QiD, log c), on every row.
+    out["interval_score"] = interval_score(np.maximum(lo, log_resolution), np.maximum(hi, log_resolution),
+                                           y, 1 - prob)
+    out["crps"] = crps_samples(np.maximum(draws, log_resolution), y)
     return pd.DataFrame(out)
