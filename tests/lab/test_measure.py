@@ -176,3 +176,21 @@ def test_own_tokenizer_and_text_files(neox_dir, tmp_path):
     row = rows.iloc[0]
     assert row["tokenizer"] != "bytes" and row["eval_set"] == "eval" and row["calib_set"] == "calib"
     assert 0 < row["eval_tokens"] < len(text) // 2  # subword tokens, fewer than bytes
+
+
+@pytest.mark.nuts
+def test_measured_rows_join_the_reference_and_fit_from_the_command_line(measured, tmp_path, capsys):
+    """The promise of `bayesqid measure`: its rows go, as they are, into
+    `bayesqid fit --data reference --data ROWS.csv`, and the fit knows the new family."""
+    from bayesqid.cli import main
+
+    _rows, out, _lines = measured
+    assert main(["data", "--data", "reference", "--data", str(out)]) == 0
+    assert "llama: 17" in capsys.readouterr().out
+    run_path = tmp_path / "joined.nc"
+    code = main(["fit", "--data", "reference", "--data", str(out), "--out", str(run_path),
+                 "--draws", "150", "--tune", "300", "--chains", "2"])
+    assert code == 0 and run_path.exists()
+    run = bq.load_run(run_path)
+    assert "llama" in run.levels["family"] and "W8A8 per-channel" in run.levels["quantizer"]
+    assert len(run.data()) == len(bq.load_reference().frame) + 17
