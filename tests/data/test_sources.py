@@ -141,3 +141,20 @@ def test_recipe_values_are_parsed_and_unknown_is_explicit(tmp_path):
     assert out["lr_schedule"].tolist()[:3] == ["wsd", "unknown", "unknown"]
     assert out["annealed"].tolist()[:2] == [True, False] and pd.isna(out["annealed"].iloc[2])
     assert out["lr_frac"].iloc[0] == 0.1 and np.isnan(out["lr_frac"].iloc[1])
+
+
+def test_bundled_lab_sweep_loads_with_its_recipes_and_manifest():
+    import json
+    from importlib import resources
+
+    lab = bq.load_dataset("lab-default")
+    assert lab.path == "lab-default"
+    f = lab.frame
+    assert set(f["family"]) == {"cosine", "wsd", "constant"}
+    assert set(f["lr_schedule"]) == {"cosine", "wsd", "constant"}
+    # Tokens and annealing vary independently: annealed and not-annealed WSD checkpoints.
+    wsd = f[f["family"] == "wsd"]
+    assert wsd["annealed"].any() and (~wsd["annealed"].astype(bool)).any()
+    assert set(f["bits"]) == {2, 3, 4, 8} and set(f["method"]) == {"RTN", "GPTQ"}
+    manifest = resources.files("bayesqid.data") / "lab" / "lab-default" / "manifest.json"
+    assert json.loads(manifest.read_text())["config"]["name"] == "default"
