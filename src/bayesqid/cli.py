@@ -20,6 +20,10 @@ from typing import Any
 from bayesqid.argtypes import group_size, interval, positive_int
 from bayesqid.constants import CI_PROB, DEFAULT_SEED
 
+# The lab's subcommands: these modules import no torch (the extra is checked when they run).
+from bayesqid.lab.commands import add_measure_parser, run_measure
+from bayesqid.lab.lab_commands import add_lab_parser, run_lab
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Where ``fit`` writes its run unless told otherwise.
@@ -169,10 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"predictive interval whose coverage is reported (default {CI_PROB})")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if a fold failed or a full fit failed its convergence gate")
-    # The lab's commands: their parsers import no torch (the extra is checked when they run).
-    from bayesqid.lab.commands import add_measure_parser
-    from bayesqid.lab.lab_commands import add_lab_parser
-
     add_measure_parser(sub)
     add_lab_parser(sub)
     return parser
@@ -408,22 +408,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_ERROR if args.strict and bad else EXIT_OK
 
 
-def _cmd_measure(args: argparse.Namespace) -> int:
-    from bayesqid.lab.commands import run_measure
-
-    return run_measure(args)
-
-
-def _cmd_lab(args: argparse.Namespace) -> int:
-    from bayesqid.lab.lab_commands import run_lab
-
-    return run_lab(args)
-
-
 COMMANDS = {"data": _cmd_data, "fit": _cmd_fit, "predict": _cmd_predict, "tokens": _cmd_tokens,
             "training-level": _cmd_training_level, "report": _cmd_report, "sbc": _cmd_sbc,
-            "sensitivity": _cmd_sensitivity, "compare": _cmd_compare, "measure": _cmd_measure,
-            "lab": _cmd_lab}
+            "sensitivity": _cmd_sensitivity, "compare": _cmd_compare, "measure": run_measure,
+            "lab": run_lab}
 
 
 #: Commands whose finished units survive an interruption (rerunning resumes them).
