@@ -157,13 +157,18 @@ def test_row_likelihood_is_finite_deep_in_the_censored_tail():
         assert float(fn(np.zeros(1))) == pytest.approx(out[0], rel=1e-9)
 
 
-@pytest.mark.parametrize("recipe", [{}, {"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}],
-                         ids=["plain", "recipe-shifts"])
-def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe):
+@pytest.mark.parametrize("recipe, centre", [({}, {}),
+                                            ({"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}, {}),
+                                            ({}, {"params": 7e9, "tokens": 3e11, "bits": 3})],
+                         ids=["plain", "recipe-shifts", "family-centre"])
+def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe, centre):
     """Same posterior, other coordinates: at matching points the two models' log densities
     differ exactly by the map's log-Jacobian (plus the direct model's fixed N(0,1) constants).
-    With recipe shifts too: they are population coefficients of both models."""
-    spec = replace(bq.load_spec(), recipe=recipe)
+    With recipe shifts too (population coefficients of both models), and with family slopes
+    pivoting at a centre (the linear system's centred columns vs the direct model's compose)."""
+    spec = bq.load_spec()
+    spec = replace(spec, recipe=recipe,
+                   effects=tuple(replace(e, centre=centre) if e.group == "family" else e for e in spec.effects))
     design = build_design(reference.frame)
     qid = reference.frame["qid"].to_numpy(float)
     system = linear_system(spec, design)

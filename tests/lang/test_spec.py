@@ -420,3 +420,46 @@ def test_bad_recipe_entries_are_one_line_errors(recipe, match):
     raw = load_spec("ouyang").to_dict() | {"recipe": recipe}
     with pytest.raises(SpecError, match=match):
         ModelSpec.from_dict(raw, where="x.toml")
+
+
+# --- effect centres --------------------------------------------------------------------------
+
+
+def _with_family_centre(centre) -> dict:
+    raw = load_spec("ouyang").to_dict()
+    raw["effects"]["family"]["centre"] = centre
+    return raw
+
+
+def test_family_centre_round_trips_and_sets_the_slope_shifts():
+    spec = ModelSpec.from_dict(_with_family_centre({"params": 7e9, "tokens": 1e11}))
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    # Shift = the slope's feature at the centre: -log(N / 1e9) for alpha, log(D / 1e12) for beta.
+    assert spec.centre_shift("family", "alpha") == pytest.approx(-np.log(7.0))
+    assert spec.centre_shift("family", "beta") == pytest.approx(np.log(0.1))
+    assert spec.centre_shift("family", "gamma") == 0.0  # bits left at the reference cell
+    assert spec.centre_shift("family", "log_k") == 0.0  # the intercept does not pivot
+    assert spec.centre_shift("quantizer", "gamma") == 0.0  # no centre for that group
+    assert "centre" not in load_spec("ouyang").to_dict()["effects"]["family"]  # stored JSON unchanged
+
+
+@pytest.mark.parametrize(("centre", "match"), [
+    ({"size": 7e9}, r"effects.family.centre: unknown covariate 'size'; known: \['params', 'tokens', 'bits'\]"),
+    ({"params": -1.0}, r"effects.family.centre.params must be a positive number, got -1.0"),
+    ({"params": "7e9"}, r"effects.family.centre.params must be a positive number"),
+    ({"params": True}, r"effects.family.centre.params must be a positive number"),
+])
+def test_bad_centres_are_one_line_errors(centre, match):
+    with pytest.raises(SpecError, match=match) as err:
+        ModelSpec.from_dict(_with_family_centre(centre), where="x.toml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("x.toml: ")
+
+
+def test_centre_needs_a_linear_law(monkeypatch):
+    from dataclasses import replace
+
+    curved = replace(LAWS["ouyang"], name="curved", intercept=None, features={})
+    monkeypatch.setitem(LAWS, "curved", curved)
+    raw = {"name": "c", "law": "curved", "effects": {"family": {"params": ["alpha"], "centre": {"params": 7e9}}}}
+    with pytest.raises(SpecError, match="centre needs a law linear in its coefficients; 'curved' is not"):
+        ModelSpec.from_dict(raw, where="x.toml")

@@ -109,7 +109,7 @@ def linear_system(spec: ModelSpec, design: Design) -> LinearSystem:
         for p in eff.params:
             blocks.append(Block(eff.group, p, start, size))
             idx.append(start + design.codes[eff.group])
-            val.append(feature(p))
+            val.append(feature(p) - spec.centre_shift(eff.group, p))
             start += size
     m0_all = np.zeros(start)
     m0_all[: len(m0)] = m0

@@ -37,13 +37,20 @@ def compose(spec: ModelSpec, values: Mapping[str, Any],
     """Per-row law coefficients: population value plus the row's group offsets.
 
     ``values`` holds population coefficients; ``offsets[(group, param)]`` the already-indexed
-    offset of each row (``sd * z[code]``). Works on tensors and arrays alike.
+    offset of each row (``sd * z[code]``). Works on tensors and arrays alike. A slope offset
+    of a group with a centre (:meth:`ModelSpec.centre_shift`) also moves the intercept by
+    ``-offset * shift``, so that it pivots at the centre.
     """
+    law = spec.law_obj
     out = {}
-    for p in spec.law_obj.param_names:
+    for p in law.param_names:
         theta = values[p]
-        for (_group, q), off in offsets.items():
+        for (group, q), off in offsets.items():
             if q == p:
                 theta = theta + off
+            if p == law.intercept and q != p:
+                shift = spec.centre_shift(group, q)
+                if shift:
+                    theta = theta - off * shift
         out[p] = theta
     return out

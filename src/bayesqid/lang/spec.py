@@ -15,9 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bayesqid.constants import DEFAULT_CENSOR_BELOW, GROUPS
+from bayesqid.constants import BITS_SCALE, DEFAULT_CENSOR_BELOW, GROUPS, PARAMS_SCALE, TOKENS_SCALE
 from bayesqid.errors import SpecError
-from bayesqid.lang.laws import LAWS, Law, get_law
+from bayesqid.lang.laws import LAWS, Law, covariates, get_law
 from bayesqid.lang.priors import Prior, halfnormal, normal
 from bayesqid.lang.recipe import RECIPE_COVARIATES, shift_name
 
@@ -31,6 +31,8 @@ PARAMETRIZATIONS: tuple[str, ...] = ("auto", "centered", "non_centered")
 LIKELIHOODS: tuple[str, ...] = ("student_t", "normal")
 #: Degrees of freedom with a closed-form, numerically stable Student-t CDF (see likelihood.py).
 STUDENT_T_NU: tuple[int, ...] = (2, 4)
+#: Raw covariates an effect's centre may set (the law's reference cell gives the others).
+CENTRE_KEYS: tuple[str, ...] = ("params", "tokens", "bits")
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,21 @@ class Effect:
         ``"auto"`` (default) samples each level centred (``offset ~ Normal(0, sd)``) when its
         own rows identify it and non-centred (``offset = sd * z``) otherwise; ``"centered"``
         and ``"non_centered"`` force one form. The model's density is the same in all three.
+    centre : Mapping[str, float]
+        Raw covariates (``params``, ``tokens``, ``bits``; unset ones at the law's reference
+        cell) where the group's slope offsets pivot: a level's slope offset ``b`` enters as
+        ``b * (feature(x) - feature(centre))``, so its intercept offset is its shift *at the
+        centre*. With independent effects this is a modelling choice, not a
+        reparametrization: a new level's band is narrowest near the centre, so a centre
+        inside the data (e.g. ``params = 7e9``) keeps slope spread from inflating the band
+        at the sizes that are measured. Linear laws only.
     """
 
     group: str
     params: tuple[str, ...]
     sd: Mapping[str, Prior] = field(default_factory=dict)
     parametrization: str | Mapping[str, str] = "auto"
+    centre: Mapping[str, float] = field(default_factory=dict)
 
     def parametrization_of(self, param: str) -> str:
         """Parametrization used for the offsets of ``param``."""
@@ -170,6 +181,16 @@ class ModelSpec:
             if not set(eff.sd) <= set(eff.params):
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group}.sd names parameters "
                                 f"that do not vary: {sorted(set(eff.sd) - set(eff.params))}")
+            for key, value in eff.centre.items():
+                if key not in CENTRE_KEYS:
+                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre: unknown "
+                                    f"covariate {key!r}; known: {list(CENTRE_KEYS)}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre.{key} must be "
+                                    f"a positive number, got {value!r}")
+            if eff.centre and not law.is_linear:
+                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre needs a law linear "
+                                f"in its coefficients; {law.name!r} is not")
         lik = self.likelihood
         if lik.kind not in LIKELIHOODS:
             raise SpecError(f"spec {self.name!r}: unknown likelihood {lik.kind!r}; "
@@ -214,6 +235,18 @@ class ModelSpec:
         """The effect entry of ``group``, if the spec has one."""
         return next((e for e in self.effects if e.group == group), None)
 
+    def centre_shift(self, group: str, param: str) -> float:
+        """``feature(centre)`` of ``param``'s offsets over ``group``: what a slope offset's
+        feature is measured from (0 without a centre, for the intercept, and for recipe
+        shifts). A level's offset ``b`` adds ``b * (feature(x) - shift)`` to the log-mean."""
+        eff = self.effect(group)
+        law = self.law_obj
+        if eff is None or not eff.centre or param == law.intercept:
+            return 0.0
+        raw = {"params": PARAMS_SCALE, "tokens": TOKENS_SCALE, "bits": BITS_SCALE} | dict(eff.centre)
+        x = covariates(raw["params"], raw["tokens"], raw["bits"])
+        return float(law.features[param](x))
+
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (the TOML layout)."""
@@ -232,7 +265,9 @@ class ModelSpec:
                 e.group: {"params": list(e.params),
                           "parametrization": (e.parametrization if isinstance(e.parametrization, str)
                                               else dict(e.parametrization)),
-                          "sd": {k: v.to_dict() for k, v in e.sd.items()}}
+                          "sd": {k: v.to_dict() for k, v in e.sd.items()},
+                          # Only when set: specs without a centre keep their stored JSON.
+                          **({"centre": dict(e.centre)} if e.centre else {})}
                 for e in self.effects
             },
             "priors": {k: v.to_dict() for k, v in self.priors.items()},
@@ -272,7 +307,7 @@ class ModelSpec:
             raise SpecError(f"{where}: 'effects' must be a table of groups")
         for group, body in eff_raw.items():
             loc = f"{where}: effects.{group}"
-            _check_keys(body, {"params", "sd", "parametrization"}, loc)
+            _check_keys(body, {"params", "sd", "parametrization", "centre"}, loc)
             params = body.get("params")
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 known = f"; law {law!r} has {list(LAWS[law].param_names)}" if law in LAWS else ""
@@ -282,7 +317,9 @@ class ModelSpec:
                 raise SpecError(f"{loc}: 'sd' must be a table of priors")
             sd = {k: Prior.from_dict(v, where=f"{loc}.sd.{k}") for k, v in sd_raw.items()}
             param_kind = _typed(body, "parametrization", (str, Mapping), loc, "auto")
-            effects.append(Effect(group=group, params=tuple(params), sd=sd, parametrization=param_kind))
+            centre = _typed(body, "centre", Mapping, loc, {})
+            effects.append(Effect(group=group, params=tuple(params), sd=sd, parametrization=param_kind,
+                                  centre=dict(centre)))
         pri_raw = raw.get("priors", {})
         if not isinstance(pri_raw, Mapping):
             raise SpecError(f"{where}: 'priors' must be a table of priors")

@@ -138,6 +138,9 @@ def _linear_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, 
                     label = str(design.labels[eff.group][rows[0]])
                     zc = _new_level_z(label, eff.group, p, seed, len(sd))
                 theta[:, names.index(p)] += sd * zc
+                shift = spec.centre_shift(eff.group, p)
+                if shift:  # the offset pivots at the group's centre (lang.effects.compose)
+                    theta[:, names.index(law.intercept)] -= sd * zc * shift
         out[rows] = features[rows] @ theta.T
     # Recipe shifts vary by row, not by cell: one more product over all rows.
     if spec.recipe_terms:
