@@ -17,13 +17,10 @@ OBS = "obs"
 FAMILY = "family"
 QUANTIZER = "quantizer"
 EVAL_SET = "eval_set"
-#: A family's own response to a quantization method (level "<family> / <method>"): how
-#: RTN-fragile or GPTQ-friendly a family is, beyond its family and quantizer effects.
-FAMILY_METHOD = "family_method"
 GRID = "grid"
 
 #: Grouping factors known to the hierarchy, in the order they are reported.
-GROUPS: tuple[str, ...] = (FAMILY, QUANTIZER, EVAL_SET, FAMILY_METHOD)
+GROUPS: tuple[str, ...] = (FAMILY, QUANTIZER, EVAL_SET)
 
 # Model-scale covariates are logs of raw quantities divided by typical values, so that
 # intercepts describe a 1B-parameter model trained on 1T tokens quantized to 4 bits and

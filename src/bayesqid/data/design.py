@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesqid.constants import EVAL_SET, FAMILY, FAMILY_METHOD, GROUPS, QUANTIZER
+from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER
 from bayesqid.data.cells import (
     UNKNOWN,
     parse_annealed,
@@ -69,16 +69,12 @@ class Design:
 
 
 def group_labels(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Level label of every row for each grouping factor (quantizer = method + group size;
-    family_method = family and method, whatever the group size)."""
+    """Level label of every row for each grouping factor (quantizer = method + group size)."""
     quant = [quantizer_label(m, g) for m, g in zip(frame["method"], frame["group_size"], strict=True)]
-    family = frame["family"].astype(str).to_numpy()
     return {
-        FAMILY: family,
+        FAMILY: frame["family"].astype(str).to_numpy(),
         QUANTIZER: np.asarray(quant, dtype=object).astype(str),
         EVAL_SET: frame["eval_set"].astype(str).to_numpy(),
-        FAMILY_METHOD: np.asarray([f"{f} / {m}" for f, m in zip(family, frame["method"].astype(str), strict=True)],
-                                  dtype=object).astype(str),
     }
 
 
@@ -132,9 +128,8 @@ def build_design(frame: pd.DataFrame, levels: Mapping[str, tuple[str, ...]] | No
     Design
     """
     labels = group_labels(frame)
-    # A run saved before a group existed has no levels for it (and no effects over it).
-    levels = {g: tuple(sorted(set(labels[g]))) if levels is None or g not in levels else tuple(levels[g])
-              for g in GROUPS}
+    if levels is None:
+        levels = {g: tuple(sorted(set(labels[g]))) for g in GROUPS}
     codes = {}
     for g in GROUPS:
         index = {name: i for i, name in enumerate(levels[g])}

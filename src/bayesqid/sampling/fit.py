@@ -21,7 +21,7 @@ import pandas as pd
 import pytensor
 import xarray as xr
 
-from bayesqid.constants import FAMILY, GROUPS, OBS
+from bayesqid.constants import GROUPS, OBS
 from bayesqid.data.dataset import Dataset
 from bayesqid.data.design import build_design
 from bayesqid.engines.registry import Engine, make_engine
@@ -103,8 +103,7 @@ def sample_run(engine: Engine, template: Dataset, cfg: SamplerConfig, *,
         frame = frame[rows].reset_index(drop=True)
     dataset = template if frame is template.frame else Dataset(frame, template.path, template.excluded)
     say(f"building model {spec.name!r} ({spec.law}, {engine.name} engine) on {len(frame)} rows, "
-        + ", ".join(f"{len(design.levels[g])} {g} levels" for g in GROUPS
-                    if g == FAMILY or spec.effect(g) is not None))
+        + ", ".join(f"{len(design.levels[g])} {g} levels" for g in GROUPS))
     say(f"sampling with {cfg.sampler}: {cfg.chains} chains x ({cfg.tune} tune + {cfg.draws} draws), "
         f"seed {cfg.seed}")
     start = time.perf_counter()

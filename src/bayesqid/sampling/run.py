@@ -45,10 +45,9 @@ class Run:
 
     @property
     def levels(self) -> dict[str, tuple[str, ...]]:
-        """Fitted levels of every grouping factor (those the run recorded: a run saved before
-        a group existed does not vary anything over it)."""
+        """Fitted levels of every grouping factor."""
         raw = json.loads(self.idata.attrs["levels"])
-        return {g: tuple(raw[g]) for g in GROUPS if g in raw}
+        return {g: tuple(raw[g]) for g in GROUPS}
 
     @property
     def seed(self) -> int:
