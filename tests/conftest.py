@@ -58,7 +58,7 @@ def reference() -> bq.Dataset:
 
 
 @pytest.fixture(scope="session")
-def ouyang_spec() -> bq.ModelSpec:
+def default_spec() -> bq.ModelSpec:
     """The default spec."""
     return bq.load_spec()
 
@@ -67,7 +67,7 @@ def ouyang_spec() -> bq.ModelSpec:
 
 
 @pytest.fixture(scope="session")
-def ci_fit(reference, ouyang_spec):
+def ci_fit(reference, default_spec):
     """One small real fit of the default spec on the reference data, with the warnings it raised.
 
     The "ci" preset (nutpie, 2 chains, 400 tune, 300 draws) is too short to pass the gate, so
@@ -75,7 +75,7 @@ def ci_fit(reference, ouyang_spec):
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = bq.fit(ouyang_spec, reference, bq.SamplerConfig.preset("ci"))
+        run = bq.fit(default_spec, reference, bq.SamplerConfig.preset("ci"))
     return run, [w for w in caught if issubclass(w.category, ConvergenceWarning)]
 
 
@@ -159,9 +159,9 @@ def make_mock_run(dataset: bq.Dataset, spec: bq.ModelSpec, *, chains: int = 2, d
 
 
 @pytest.fixture(scope="session")
-def mock_run(reference, ouyang_spec) -> Run:
+def mock_run(reference, default_spec) -> Run:
     """A run of the default spec on the reference data built from prior draws (2 x 100), in ~2 s.
 
     Shared by the session: tests must not mutate it (copy ``run.idata`` first).
     """
-    return make_mock_run(reference, ouyang_spec)
+    return make_mock_run(reference, default_spec)

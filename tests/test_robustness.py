@@ -101,8 +101,8 @@ BROKEN = ["truncated", "corrupt", "empty", "foreign", "missing", "directory", "s
 
 @pytest.mark.parametrize("command", ["predict", "tokens", "training-level", "report"])
 @pytest.mark.parametrize("kind", BROKEN)
-def test_commands_refuse_broken_runs(kind, command, saved, measurements, ouyang_spec, tmp_path, capsys):
-    path, problem = _broken_run(kind, saved, tmp_path, ouyang_spec.to_json())
+def test_commands_refuse_broken_runs(kind, command, saved, measurements, default_spec, tmp_path, capsys):
+    path, problem = _broken_run(kind, saved, tmp_path, default_spec.to_json())
     out = tmp_path / "out" / "result.csv"
     commands = run_commands(str(path), measurements, out)
     commands["report"] = ["report", str(saved), str(path), "--out", str(out.with_suffix(".html"))]
@@ -116,8 +116,8 @@ def test_commands_refuse_broken_runs(kind, command, saved, measurements, ouyang_
 
 
 @pytest.mark.parametrize("version", [0, 2])
-def test_run_of_another_spec_version_is_refused_with_its_version(version, saved, ouyang_spec, tmp_path):
-    raw = json.loads(ouyang_spec.to_json()) | {"spec_version": version}
+def test_run_of_another_spec_version_is_refused_with_its_version(version, saved, default_spec, tmp_path):
+    raw = json.loads(default_spec.to_json()) | {"spec_version": version}
     path = with_attr(saved, tmp_path / "old.nc", "bayesqid_spec", json.dumps(raw))
     with pytest.raises(RunError) as err:
         load_run(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesqid.argtypes import group_size, interval, positive_int
-from bayesqid.constants import CI_PROB, DEFAULT_SEED
+from bayesqid.constants import CI_PROB, DEFAULT_SEED, DEFAULT_SPEC
 
 # The lab's subcommands: these modules import no torch (the extra is checked when they run).
 from bayesqid.lab.commands import add_measure_parser, run_measure
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", help=DATA_HELP)
 
     p = sub.add_parser("fit", help="fit a model with NUTS, save the run, print the 100T table")
-    p.add_argument("--spec", help="shipped spec name or path to a .toml (default: ouyang)")
+    p.add_argument("--spec", help=f"shipped spec name or path to a .toml (default: {DEFAULT_SPEC})")
     p.add_argument("--data", action="append", help=DATA_HELP)
     p.add_argument("--out", default=str(DEFAULT_RUN), help=f"run file to write (default: {DEFAULT_RUN})")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="nutpie")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show the law-form comparison written by 'bayesqid compare --out DIR'")
 
     p = sub.add_parser("sbc", help="simulation-based calibration of a spec and its sampler (resumable)")
-    p.add_argument("--spec", help="shipped spec name or path to a .toml (default: ouyang)")
+    p.add_argument("--spec", help=f"shipped spec name or path to a .toml (default: {DEFAULT_SPEC})")
     p.add_argument("--data", action="append",
                    help="design to simulate on, as for 'fit --data' (default: the bundled reference rows)")
     p.add_argument("--replicates", type=positive_int, default=100, help="simulated datasets (default 100)")

@@ -43,9 +43,9 @@ def test_tiny_design_is_a_subsample(reference, tiny):
     assert (merged["_merge"] == "both").all()
 
 
-def test_truth_is_named_like_the_fitted_variables(mock_run, ouyang_spec, tiny):
+def test_truth_is_named_like_the_fitted_variables(mock_run, default_spec, tiny):
     design = build_design(tiny.frame)
-    truth = sbc.draw_truth(ouyang_spec, design, np.random.default_rng(0))
+    truth = sbc.draw_truth(default_spec, design, np.random.default_rng(0))
     post = mock_run.idata.posterior
     assert set(truth) <= set(post.data_vars)
     for name, value in truth.items():
@@ -57,13 +57,13 @@ def test_truth_is_named_like_the_fitted_variables(mock_run, ouyang_spec, tiny):
     assert truth["sigma"] > 0 and all(truth[k] > 0 for k in truth if k.startswith("sd_"))
 
 
-def test_simulation_is_seeded_and_shift_changes_only_the_data(ouyang_spec, tiny):
+def test_simulation_is_seeded_and_shift_changes_only_the_data(default_spec, tiny):
     design = build_design(tiny.frame)
 
     def once(shift=None):
         rng = np.random.default_rng(5)
-        truth = sbc.draw_truth(ouyang_spec, design, rng)
-        return truth, sbc.simulate_qid(ouyang_spec, design, truth, rng, shift)
+        truth = sbc.draw_truth(default_spec, design, rng)
+        return truth, sbc.simulate_qid(default_spec, design, truth, rng, shift)
 
     (t1, q1), (_, q2), (t3, q3) = once(), once(), once({"gamma": 2.0})
     assert np.array_equal(q1, q2) and (q1 > 0).all()
@@ -116,10 +116,10 @@ def test_false_alarm_rate_of_the_verdict_is_below_alpha():
 
 
 @pytest.mark.nuts
-def test_one_real_replicate(ouyang_spec, tiny):
-    frame = sbc.sbc_replicate(ouyang_spec, tiny, TINY_SAMPLER, index=0, root_seed=11)
+def test_one_real_replicate(default_spec, tiny):
+    frame = sbc.sbc_replicate(default_spec, tiny, TINY_SAMPLER, index=0, root_seed=11)
     design = build_design(tiny.frame)
-    assert list(frame["quantity"]) == sbc.quantity_names(ouyang_spec, design)
+    assert list(frame["quantity"]) == sbc.quantity_names(default_spec, design)
     assert len(frame) == 7 and frame["replicate"].eq(0).all()
     n = frame["n_draws"].iloc[0]
     assert sbc.MIN_RANK_DRAWS <= n <= sbc.MAX_RANK_DRAWS
@@ -147,19 +147,19 @@ class _Interrupting:
                              "seconds": 0.1})
 
 
-def test_interrupted_sbc_resumes_without_redoing_replicates(tmp_path, monkeypatch, ouyang_spec, tiny):
+def test_interrupted_sbc_resumes_without_redoing_replicates(tmp_path, monkeypatch, default_spec, tiny):
     out = tmp_path / "sbc"
     first = _Interrupting(stop_at=3)
     monkeypatch.setattr(sbc, "sbc_replicate", first)
     with pytest.raises(KeyboardInterrupt):
-        sbc.run_sbc(ouyang_spec, tiny, TINY_SAMPLER, replicates=6, seed=3, out=out, scheduler=SYNC)
+        sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=6, seed=3, out=out, scheduler=SYNC)
     assert first.calls == [0, 1, 2]
     stored = sorted(p.name for p in (out / sbc.STORE_DIR).iterdir())
     assert stored == [f"rep-{i:05d}.parquet" for i in range(3)]
 
     second = _Interrupting(stop_at=None)
     monkeypatch.setattr(sbc, "sbc_replicate", second)
-    result = sbc.run_sbc(ouyang_spec, tiny, TINY_SAMPLER, replicates=6, seed=3, out=out, scheduler=SYNC)
+    result = sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=6, seed=3, out=out, scheduler=SYNC)
     assert second.calls == [3, 4, 5]
     assert result.summary["resumed"] == 3 and result.ranks["replicate"].nunique() == 6
     for name in (sbc.RANKS_FILE, sbc.TESTS_FILE, sbc.SUMMARY_FILE, sbc.ECDF_FILE):
@@ -167,16 +167,16 @@ def test_interrupted_sbc_resumes_without_redoing_replicates(tmp_path, monkeypatc
     again = sbc.load_sbc(out)
     assert again.verdict == result.verdict and len(again.ranks) == 12
     # Ranks resumed from the store equal those an uninterrupted run would have recorded.
-    fresh = sbc.run_sbc(ouyang_spec, tiny, TINY_SAMPLER, replicates=6, seed=3, out=tmp_path / "fresh",
+    fresh = sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=6, seed=3, out=tmp_path / "fresh",
                         scheduler=SYNC)
     pd.testing.assert_frame_equal(fresh.ranks, result.ranks)
 
 
-def test_directory_of_other_settings_is_refused(tmp_path, monkeypatch, ouyang_spec, tiny):
+def test_directory_of_other_settings_is_refused(tmp_path, monkeypatch, default_spec, tiny):
     monkeypatch.setattr(sbc, "sbc_replicate", _Interrupting(stop_at=None))
-    sbc.run_sbc(ouyang_spec, tiny, TINY_SAMPLER, replicates=2, seed=3, out=tmp_path, scheduler=SYNC)
+    sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=2, seed=3, out=tmp_path, scheduler=SYNC)
     with pytest.raises(BayesqidError, match="other settings \\(root_seed\\)"):
-        sbc.run_sbc(ouyang_spec, tiny, TINY_SAMPLER, replicates=2, seed=4, out=tmp_path, scheduler=SYNC)
+        sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=2, seed=4, out=tmp_path, scheduler=SYNC)
     settings = json.loads((tmp_path / sbc.SETTINGS_FILE).read_text())
     assert settings["root_seed"] == 3 and "seed" not in settings["sampler"]
 
@@ -203,9 +203,9 @@ def test_cli_report_with_sbc_dir_that_is_not_one(tmp_path, mock_run, capsys):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_report_shows_the_calibration(tmp_path, monkeypatch, ouyang_spec, tiny, mock_run):
+def test_report_shows_the_calibration(tmp_path, monkeypatch, default_spec, tiny, mock_run):
     monkeypatch.setattr(sbc, "sbc_replicate", _Interrupting(stop_at=None))
-    result = sbc.run_sbc(ouyang_spec, tiny, TINY_SAMPLER, replicates=10, seed=3, out=tmp_path,
+    result = sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=10, seed=3, out=tmp_path,
                          scheduler=SYNC)
     section = sbc_section(sbc.load_sbc(tmp_path))
     assert section.id == "sbc" and result.verdict in section.body
@@ -223,21 +223,21 @@ CONTROL_SEED = 20261122
 
 
 @pytest.mark.slow
-def test_sbc_passes_for_the_correct_model(reference, ouyang_spec, tmp_path):
+def test_sbc_passes_for_the_correct_model(reference, default_spec, tmp_path):
     """Prior, simulator and model agree: no quantity may be flagged (false-alarm rate <= 1%)."""
-    result = sbc.run_sbc(ouyang_spec, sbc.tiny_design(reference), TINY_SAMPLER, replicates=10,
+    result = sbc.run_sbc(default_spec, sbc.tiny_design(reference), TINY_SAMPLER, replicates=10,
                          seed=CONTROL_SEED, out=tmp_path, n_workers=2)
     assert result.summary["failed"] == 0
     assert result.passed, result.verdict + "\n" + result.tests.to_string()
 
 
 @pytest.mark.slow
-def test_sbc_fails_for_a_misspecified_simulator(reference, ouyang_spec, tmp_path):
+def test_sbc_fails_for_a_misspecified_simulator(reference, default_spec, tmp_path):
     """Negative control: the simulator's bit exponent is the prior draw + 6 (three prior sds), the
     recorded truth the prior draw. The family and quantizer exponent effects absorb part of the
     shift (with +2, the posterior moved by ~1.3 on average and 12 replicates only just failed),
     but not most of it: the truth then sits below nearly every posterior draw of gamma."""
-    result = sbc.run_sbc(ouyang_spec, sbc.tiny_design(reference), TINY_SAMPLER, replicates=10,
+    result = sbc.run_sbc(default_spec, sbc.tiny_design(reference), TINY_SAMPLER, replicates=10,
                          seed=CONTROL_SEED, out=tmp_path, n_workers=2, shift={"gamma": 6.0})
     assert not result.passed, result.verdict
     flagged = set(result.tests.loc[result.tests["flagged"], "quantity"])

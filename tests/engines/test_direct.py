@@ -26,8 +26,8 @@ def ref_design(reference):
 
 
 @pytest.fixture(scope="module")
-def ref_model(reference, ouyang_spec, ref_design):
-    return build_model(ouyang_spec, ref_design, reference.frame["qid"].to_numpy(float))
+def ref_model(reference, default_spec, ref_design):
+    return build_model(default_spec, ref_design, reference.frame["qid"].to_numpy(float))
 
 
 def small_frame(reference, n_per_family=12, families=("OPT", "LLaMA-1", "OLMo"), seed=0) -> pd.DataFrame:
@@ -42,21 +42,21 @@ def small_frame(reference, n_per_family=12, families=("OPT", "LLaMA-1", "OLMo"),
 # --- structure -------------------------------------------------------------------------------
 
 
-def test_free_variables_dims_and_coords(ref_model, ref_design, ouyang_spec, reference):
-    law = ouyang_spec.law_obj
+def test_free_variables_dims_and_coords(ref_model, ref_design, default_spec, reference):
+    law = default_spec.law_obj
     expected = set(law.param_names) | {"sigma"}
-    for group, param in effect_pairs(ouyang_spec):
+    for group, param in effect_pairs(default_spec):
         expected |= {sd_name(group, param), f"u_{z_name(group, param)}"}
     free = {v.name for v in ref_model.free_RVs}
     assert free == expected
     dims = ref_model.named_vars_to_dims
-    for group, param in effect_pairs(ouyang_spec):
+    for group, param in effect_pairs(default_spec):
         assert dims[f"u_{z_name(group, param)}"] == (group,)
         assert dims[z_name(group, param)] == (group,)
         assert sd_name(group, param) not in dims
     for name in [*law.param_names, "sigma"]:
         assert name not in dims
-    assert {v.name for v in ref_model.deterministics} == {z_name(g, p) for g, p in effect_pairs(ouyang_spec)}
+    assert {v.name for v in ref_model.deterministics} == {z_name(g, p) for g, p in effect_pairs(default_spec)}
     assert OBSERVED in {v.name for v in ref_model.potentials}
     # coords are the sorted level labels of the data
     labels = group_labels(reference.frame)
@@ -96,9 +96,9 @@ def test_logps_finite_at_initial_point(ref_model):
     assert all(np.isfinite(v) for v in logps.values()), logps
 
 
-def test_logp_finite_at_random_prior_points(reference, ouyang_spec):
+def test_logp_finite_at_random_prior_points(reference, default_spec):
     frame = small_frame(reference)
-    model = build_model(ouyang_spec, build_design(frame), frame["qid"].to_numpy(float))
+    model = build_model(default_spec, build_design(frame), frame["qid"].to_numpy(float))
     rng = np.random.default_rng(1)
     for _ in range(3):
         point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
@@ -108,15 +108,15 @@ def test_logp_finite_at_random_prior_points(reference, ouyang_spec):
 # --- informed levels -------------------------------------------------------------------------
 
 
-def test_only_olmo_informs_the_family_d_slope(ouyang_spec, ref_design):
-    mask = informed_levels(ouyang_spec, ref_design, FAMILY, "beta")
+def test_only_olmo_informs_the_family_d_slope(default_spec, ref_design):
+    mask = informed_levels(default_spec, ref_design, FAMILY, "beta")
     informed = [lv for lv, m in zip(ref_design.levels[FAMILY], mask, strict=True) if m]
     assert informed == ["OLMo"]
 
 
-def test_informed_intercepts_need_rows(ouyang_spec, ref_design):
+def test_informed_intercepts_need_rows(default_spec, ref_design):
     counts = pd.Series(ref_design.codes[FAMILY]).value_counts()
-    mask = informed_levels(ouyang_spec, ref_design, FAMILY, "log_k")
+    mask = informed_levels(default_spec, ref_design, FAMILY, "log_k")
     for i, lv in enumerate(ref_design.levels[FAMILY]):
         assert mask[i] == (counts.get(i, 0) >= 10), lv
     # Falcon and Pythia have two rows each in the reference data
@@ -127,11 +127,11 @@ def test_informed_intercepts_need_rows(ouyang_spec, ref_design):
 # --- compose -----------------------------------------------------------------------------------
 
 
-def test_compose_adds_every_groups_offsets(ouyang_spec):
+def test_compose_adds_every_groups_offsets(default_spec):
     values = {"log_k": 1.0, "alpha": 0.2, "beta": 0.5, "gamma": 4.0}
     offsets = {("family", "log_k"): np.array([0.1, 0.2]), ("quantizer", "log_k"): np.array([1.0, 2.0]),
                ("family", "gamma"): np.array([-1.0, 1.0])}
-    out = compose(ouyang_spec, values, offsets)
+    out = compose(default_spec, values, offsets)
     np.testing.assert_allclose(out["log_k"], [2.1, 3.2])
     np.testing.assert_allclose(out["gamma"], [3.0, 5.0])
     assert out["alpha"] == 0.2 and out["beta"] == 0.5
@@ -187,22 +187,22 @@ def point_at_offsets(model, spec, shared, offsets, sds):
 
 
 @pytest.fixture(scope="module")
-def centring_case(reference, ouyang_spec):
+def centring_case(reference, default_spec):
     """Three models on the same small data differing only in parametrization, and one set of
     values: population coefficients, scales, sigma and the offset of every level."""
     frame = small_frame(reference)
     design = build_design(frame)
     qid = frame["qid"].to_numpy(float)
-    models = {kind: build_model(with_parametrization(ouyang_spec, kind), design, qid)
+    models = {kind: build_model(with_parametrization(default_spec, kind), design, qid)
               for kind in ("centered", "non_centered", "auto")}
     rng = np.random.default_rng(42)
     base = models["non_centered"].initial_point()
     shared = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in base.items() if not k.startswith("u_")}
-    assert all(f"{sd_name(g, p)}_log__" in shared for g, p in effect_pairs(ouyang_spec))
+    assert all(f"{sd_name(g, p)}_log__" in shared for g, p in effect_pairs(default_spec))
     sds = {k.removesuffix("_log__"): float(np.exp(v)) for k, v in shared.items() if k.startswith("sd_")}
-    offsets = {(g, p): rng.normal(0, 0.5, len(design.levels[g])) for g, p in effect_pairs(ouyang_spec)}
-    points = {kind: point_at_offsets(m, ouyang_spec, shared, offsets, sds) for kind, m in models.items()}
-    return ouyang_spec, design, models, points, sds
+    offsets = {(g, p): rng.normal(0, 0.5, len(design.levels[g])) for g, p in effect_pairs(default_spec)}
+    points = {kind: point_at_offsets(m, default_spec, shared, offsets, sds) for kind, m in models.items()}
+    return default_spec, design, models, points, sds
 
 
 def test_z_is_standardised_offset_in_every_parametrization(centring_case):
@@ -255,11 +255,11 @@ def test_non_centred_density_is_the_hierarchical_prior(centring_case):
     assert not any(name.startswith("centring_") for name in logps)
 
 
-def test_per_coefficient_parametrization_map(reference, ouyang_spec):
+def test_per_coefficient_parametrization_map(reference, default_spec):
     """A map sets the parametrization per coefficient; unnamed coefficients stay "auto"."""
     frame = small_frame(reference)
     design = build_design(frame)
-    spec = with_parametrization(ouyang_spec, "auto")
+    spec = with_parametrization(default_spec, "auto")
     effects = tuple(dataclasses.replace(e, parametrization={"beta": "centered", "log_k": "non_centered"})
                     if e.group == FAMILY else e for e in spec.effects)
     spec = dataclasses.replace(spec, effects=effects)

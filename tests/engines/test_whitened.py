@@ -166,7 +166,7 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
     differ exactly by the map's log-Jacobian (plus the direct model's fixed N(0,1) constants).
     With recipe shifts too (population coefficients of both models), and with family slopes
     pivoting at a centre (the linear system's centred columns vs the direct model's compose)."""
-    spec = bq.load_spec()
+    spec = bq.load_spec("ouyang")  # no centre of its own: "plain" is the uncentred hierarchy
     spec = replace(spec, recipe=recipe,
                    effects=tuple(replace(e, centre=centre) if e.group == "family" else e for e in spec.effects))
     design = build_design(reference.frame)

@@ -62,9 +62,9 @@ def spec_error(raw: dict, *fragments: str) -> str:
 
 
 def test_default_spec_is_shipped():
-    assert "ouyang" in SHIPPED
-    assert load_spec().name == "ouyang"
-    assert load_spec() == load_spec("ouyang") == load_spec(available_specs()["ouyang"])
+    assert {"ouyang", "ouyang_sharp"} <= set(SHIPPED)
+    assert load_spec().name == "ouyang_sharp"
+    assert load_spec() == load_spec("ouyang_sharp") == load_spec(available_specs()["ouyang_sharp"])
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -105,8 +105,8 @@ def _ordered(out: pd.DataFrame) -> bool:
 
 
 @pytest.fixture(scope="module")
-def table_1_runs(ouyang_spec) -> dict[int, Run]:
-    return {b: fabricated_run(ouyang_spec, v) for b, v in POINT_LAWS.items()}
+def table_1_runs(default_spec) -> dict[int, Run]:
+    return {b: fabricated_run(default_spec, v) for b, v in POINT_LAWS.items()}
 
 
 def _table_1_budgets(runs: dict[int, Run]) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def test_budget_columns_order_and_determinism(mock_run):
     assert (known["new_levels"] == "").all() and known["group_size"].isna().all()
 
 
-def test_budget_uses_the_same_draws_as_predict(ouyang_spec):
+def test_budget_uses_the_same_draws_as_predict(default_spec):
     # With 1001 draws the 5/50/95% quantiles are exact order statistics. Where every draw's QiD
     # rises with D, P(D* <= d) = P(QiD(d) >= t); so predict's mean band evaluated at the budget's
     # band hits the target EXACTLY, draw for draw, if and only if both use the same new-family
@@ -169,7 +169,7 @@ def test_budget_uses_the_same_draws_as_predict(ouyang_spec):
     n = 1001
     rng = np.random.default_rng(3)
     values = published_ouyang() | {"log_k": published_ouyang()["log_k"] + 0.3 * rng.standard_normal(n)}
-    run = fabricated_run(ouyang_spec, values, draws=n, sd={("family", "log_k"): 0.5})
+    run = fabricated_run(default_spec, values, draws=n, sd={("family", "log_k"): 0.5})
     out = token_budget(run, qid_targets=[0.3], params=[7e9, 70e9], bits=[2, 3], token_range=(1e6, 1e18))
     assert (out["frac_never"] == 0).all() and (out["frac_below"] == 0).all()
     for col, band in (("tokens_median", "mean_median"), ("tokens_lower", "mean_upper"),
@@ -299,9 +299,9 @@ def _point_qid(law: dict, n: float, d: float, bits: int) -> float:
     return float(np.exp(OUYANG.log_mu(x, law)))
 
 
-def test_training_level_recovers_d_on_a_concentrated_run(ouyang_spec):
+def test_training_level_recovers_d_on_a_concentrated_run(default_spec):
     law = published_ouyang()
-    run = fabricated_run(ouyang_spec, law, draws=64, sigma=0.1)
+    run = fabricated_run(default_spec, law, draws=64, sigma=0.1)
     n, d = 7e9, 3e12
     one = training_level(run, measurements(n, [(3, "GPTQ", 128, "wikitext2", _point_qid(law, n, d, 3))]))
     s = one.summary.iloc[0]

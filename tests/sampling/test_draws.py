@@ -22,14 +22,14 @@ def test_linear_fast_path_matches_generic_path(mock_run, reference):
     np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
 
 
-def test_recipe_shifts_enter_both_paths_and_unknown_recipe_is_its_own_level(reference, ouyang_spec):
+def test_recipe_shifts_enter_both_paths_and_unknown_recipe_is_its_own_level(reference, default_spec):
     """Recipe shifts: the fast path equals the generic one, a grid without recipe columns is an
     unknown recipe (it gets the unknown level's shift), and an annealed row gets the annealed one."""
     from dataclasses import replace
 
     from conftest import make_mock_run
 
-    spec = replace(ouyang_spec, recipe={"beta": ("annealed",), "log_k": ("annealed",)})
+    spec = replace(default_spec, recipe={"beta": ("annealed",), "log_k": ("annealed",)})
     run = make_mock_run(reference, spec, draws=40)
     assert {"d_beta_annealed_true", "d_log_k_annealed_unknown"} <= set(run.idata.posterior.data_vars)
     grid = reference.frame.sample(60, random_state=4).reset_index(drop=True)
@@ -51,7 +51,7 @@ def test_recipe_shifts_enter_both_paths_and_unknown_recipe_is_its_own_level(refe
     np.testing.assert_allclose(annealed - unknown, shift("true") - shift("unknown"), rtol=1e-9, atol=1e-12)
 
 
-def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, ouyang_spec):
+def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, default_spec):
     """With a family centre, the fast path equals the generic one, and at the centre's
     covariates two families differ by their intercept offsets alone (their slope offsets
     vanish there); away from it the slope offsets count."""
@@ -60,8 +60,8 @@ def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, ouya
     from conftest import make_mock_run
 
     centre = {"params": 7e9, "tokens": 3e11, "bits": 3}
-    spec = replace(ouyang_spec, effects=tuple(replace(e, centre=centre) if e.group == "family" else e
-                                              for e in ouyang_spec.effects))
+    spec = replace(default_spec, effects=tuple(replace(e, centre=centre) if e.group == "family" else e
+                                              for e in default_spec.effects))
     run = make_mock_run(reference, spec, draws=40)
     grid = reference.frame.sample(80, random_state=5).reset_index(drop=True)
     grid.loc[::9, "family"] = "new family"

@@ -28,23 +28,23 @@ pytestmark = pytest.mark.nuts
 # --- the shared ci fit -----------------------------------------------------------------------
 
 
-def test_ci_run_structure(ci_run, reference, ouyang_spec):
+def test_ci_run_structure(ci_run, reference, default_spec):
     idata = ci_run.idata
     assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(idata.groups())
     post = idata.posterior
     assert (post.sizes["chain"], post.sizes["draw"]) == (2, 300)
-    expected = set(ouyang_spec.law_obj.param_names) | {"sigma"}
-    for g, p in effect_pairs(ouyang_spec):
+    expected = set(default_spec.law_obj.param_names) | {"sigma"}
+    for g, p in effect_pairs(default_spec):
         expected |= {sd_name(g, p), z_name(g, p)}
     assert expected <= set(post.data_vars)
     assert idata.attrs["engine"] == "whitened"
     # nutpie also stores the unconstrained values of transformed variables; nothing else
     extra = set(post.data_vars) - expected
     assert all(v.endswith("_log__") and v.removesuffix("_log__") in expected for v in extra), extra
-    for g, p in effect_pairs(ouyang_spec):
+    for g, p in effect_pairs(default_spec):
         assert post[z_name(g, p)].dims == ("chain", "draw", g)
         assert list(post[g].to_numpy()) == list(ci_run.levels[g])
-    assert ci_run.spec == ouyang_spec
+    assert ci_run.spec == default_spec
     assert ci_run.data_sha256 == reference.sha256
     assert ci_run.seed == DEFAULT_SEED
     sampler = json.loads(ci_run.idata.attrs["sampler"])
@@ -188,7 +188,7 @@ def test_diagnostics_json_round_trip():
 
 
 @pytest.fixture(scope="module")
-def tiny_fits(reference, ouyang_spec):
+def tiny_fits(reference, default_spec):
     """Three small fits on 60 rows of 3 families: two with one seed, one with another."""
     rng = np.random.default_rng(0)
     frame = reference.frame
@@ -201,7 +201,7 @@ def tiny_fits(reference, ouyang_spec):
         cfg = SamplerConfig(sampler="nutpie", chains=2, tune=200, draws=100, seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            runs.append(bq.fit(ouyang_spec, data, cfg, log=logs.append))
+            runs.append(bq.fit(default_spec, data, cfg, log=logs.append))
     return data, runs, logs
 
 

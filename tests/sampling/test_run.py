@@ -95,10 +95,10 @@ def test_run_contents(mock_run, loaded, reference):
         assert idata.attrs["created_by"] == "bayesqid"
 
 
-def test_provenance_attrs(mock_run, loaded, reference, ouyang_spec):
+def test_provenance_attrs(mock_run, loaded, reference, default_spec):
     for run in (mock_run, loaded):
         attrs = run.idata.attrs
-        assert ModelSpec.from_json(str(attrs["bayesqid_spec"])).to_json() == ouyang_spec.to_json()
+        assert ModelSpec.from_json(str(attrs["bayesqid_spec"])).to_json() == default_spec.to_json()
         assert attrs["data_sha256"] == reference.sha256 == run.data_sha256
         assert run.seed == mock_run.seed and isinstance(run.seed, int)
         versions = json.loads(str(attrs["versions"]))
@@ -197,16 +197,16 @@ def with_attr(saved, tmp_path, name, value):
     return path
 
 
-def test_stored_spec_of_another_version(saved, tmp_path, ouyang_spec):
-    raw = ouyang_spec.to_dict() | {"spec_version": 99}
+def test_stored_spec_of_another_version(saved, tmp_path, default_spec):
+    raw = default_spec.to_dict() | {"spec_version": 99}
     path = with_attr(saved, tmp_path, "bayesqid_spec", json.dumps(raw))
     with pytest.raises(RunError) as err:
         load_run(path)
     assert_one_line(err, "cannot use the stored spec", "spec_version 99")
 
 
-def test_stored_spec_with_unknown_law(saved, tmp_path, ouyang_spec):
-    path = with_attr(saved, tmp_path, "bayesqid_spec", json.dumps(ouyang_spec.to_dict() | {"law": "gone"}))
+def test_stored_spec_with_unknown_law(saved, tmp_path, default_spec):
+    path = with_attr(saved, tmp_path, "bayesqid_spec", json.dumps(default_spec.to_dict() | {"law": "gone"}))
     with pytest.raises(RunError) as err:
         load_run(path)
     assert_one_line(err, "cannot use the stored spec", "unknown law 'gone'")

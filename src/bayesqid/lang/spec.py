@@ -15,7 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bayesqid.constants import BITS_SCALE, DEFAULT_CENSOR_BELOW, GROUPS, PARAMS_SCALE, TOKENS_SCALE
+from bayesqid.constants import (
+    BITS_SCALE,
+    DEFAULT_CENSOR_BELOW,
+    DEFAULT_SPEC,
+    GROUPS,
+    PARAMS_SCALE,
+    TOKENS_SCALE,
+)
 from bayesqid.errors import SpecError
 from bayesqid.lang.laws import LAWS, Law, covariates, get_law
 from bayesqid.lang.priors import Prior, halfnormal, normal
@@ -24,8 +31,6 @@ from bayesqid.lang.recipe import RECIPE_COVARIATES, shift_name
 #: Version of the spec format. Runs record it; older versions are migrated or refused.
 SPEC_VERSION = 1
 
-#: Name of the spec the main command fits.
-DEFAULT_SPEC = "ouyang"
 
 PARAMETRIZATIONS: tuple[str, ...] = ("auto", "centered", "non_centered")
 LIKELIHOODS: tuple[str, ...] = ("student_t", "normal")
