@@ -196,7 +196,7 @@ def test_fit_command_saves_prints_and_passes_settings(fake_fit, mock_run, tmp_pa
     cfg = call["config"]
     assert (cfg.sampler, cfg.draws, cfg.tune, cfg.chains, cfg.seed) == ("pymc", 50, 60, 3, 7)
     assert 1 <= cfg.cores <= 3
-    assert call["spec"].name == "ouyang" and call["dataset"].path == "<bundled reference>"
+    assert call["spec"].name == "ouyang_sharp" and call["dataset"].path == "<bundled reference>"
     out, err = capsys.readouterr()
     assert out.startswith("convergence gate: ")
     assert f"run saved to {out_run}" in out

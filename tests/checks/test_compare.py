@@ -264,7 +264,7 @@ def test_api_reuses_runs_on_the_same_data_only(inputs, mock_run, reference):
     with pytest.raises(bq.RunError, match="other data"):
         cmp.resolve_candidates([mock_run, bq.load_spec("kumar")], inputs["dataset"])
     reused = cmp.resolve_candidates([mock_run, "kumar"], reference)
-    assert reused[0].run is mock_run and reused[0].name == "ouyang"
+    assert reused[0].run is mock_run and reused[0].name == mock_run.spec.name
     assert reused[1].run is None and reused[1].spec.law == "kumar"
 
 

@@ -14,7 +14,7 @@ from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER
 from bayesqid.data.design import NEW_LEVEL, build_design, group_labels
 from bayesqid.engines.direct import build_model, informed_levels
 from bayesqid.lang.effects import OBSERVED, compose, effect_pairs, sd_name, z_name
-from bayesqid.lang.spec import Effect, ModelSpec
+from bayesqid.lang.spec import Effect, ModelSpec, load_spec
 
 # Logps are evaluated once per model: FAST_COMPILE skips the C compilation (seconds per graph).
 FAST = {"mode": "FAST_COMPILE"}
@@ -131,10 +131,17 @@ def test_compose_adds_every_groups_offsets(default_spec):
     values = {"log_k": 1.0, "alpha": 0.2, "beta": 0.5, "gamma": 4.0}
     offsets = {("family", "log_k"): np.array([0.1, 0.2]), ("quantizer", "log_k"): np.array([1.0, 2.0]),
                ("family", "gamma"): np.array([-1.0, 1.0])}
-    out = compose(default_spec, values, offsets)
+    out = compose(load_spec("ouyang"), values, offsets)  # no centre: offsets simply add up
     np.testing.assert_allclose(out["log_k"], [2.1, 3.2])
     np.testing.assert_allclose(out["gamma"], [3.0, 5.0])
     assert out["alpha"] == 0.2 and out["beta"] == 0.5
+    # The default's family slopes pivot at 3 bits: the family's bit-slope offset also moves the
+    # intercept by -offset * feature(centre), feature = -log(3 / 4).
+    shift = default_spec.centre_shift("family", "gamma")
+    assert shift == pytest.approx(-np.log(0.75))
+    centred = compose(default_spec, values, offsets)
+    np.testing.assert_allclose(centred["log_k"], np.array([2.1, 3.2]) - np.array([-1.0, 1.0]) * shift)
+    np.testing.assert_allclose(centred["gamma"], [3.0, 5.0])
 
 
 # --- centring: the change of variables is exact ---------------------------------------------

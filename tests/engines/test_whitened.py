@@ -231,7 +231,7 @@ def _student_data(reference, seed=3):
 
 
 def _family_spec():
-    base = bq.load_spec()
+    base = bq.load_spec("ouyang")  # nu = 4, as the simulated residuals
     return replace(base, name="student", effects=tuple(e for e in base.effects if e.group == "family"))
 
 
