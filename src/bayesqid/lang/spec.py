@@ -31,7 +31,6 @@ from bayesqid.lang.recipe import RECIPE_COVARIATES, shift_name
 #: Version of the spec format. Runs record it; older versions are migrated or refused.
 SPEC_VERSION = 1
 
-
 PARAMETRIZATIONS: tuple[str, ...] = ("auto", "centered", "non_centered")
 LIKELIHOODS: tuple[str, ...] = ("student_t", "normal")
 #: Degrees of freedom with a closed-form, numerically stable Student-t CDF (see likelihood.py).

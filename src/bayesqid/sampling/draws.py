@@ -122,6 +122,9 @@ def _linear_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, 
     for eff in spec.effects:
         for p in eff.params:
             draws[(eff.group, p)] = (flat(idata, sd_name(eff.group, p)), flat(idata, z_name(eff.group, p)))
+    # A slope offset of a group with a centre pivots there (lang.effects.compose): it also moves
+    # the intercept by -offset * shift. Looked up once, not per cell.
+    shifts = {key: spec.centre_shift(*key) for key in draws}
     # Filled row-major as (rows, samples) and returned transposed: callers that reduce over
     # draws per row (quantiles) then read contiguous memory without a copy.
     out = np.empty((n, pop.shape[0]))
@@ -138,9 +141,8 @@ def _linear_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, 
                     label = str(design.labels[eff.group][rows[0]])
                     zc = _new_level_z(label, eff.group, p, seed, len(sd))
                 theta[:, names.index(p)] += sd * zc
-                shift = spec.centre_shift(eff.group, p)
-                if shift:  # the offset pivots at the group's centre (lang.effects.compose)
-                    theta[:, names.index(law.intercept)] -= sd * zc * shift
+                if shifts[(eff.group, p)]:
+                    theta[:, names.index(law.intercept)] -= sd * zc * shifts[(eff.group, p)]
         out[rows] = features[rows] @ theta.T
     # Recipe shifts vary by row, not by cell: one more product over all rows.
     if spec.recipe_terms:
