@@ -187,6 +187,9 @@ def test_collapsible_says_why_not():
     assert "not Normal" in collapsible(replace(spec, likelihood=replace(spec.likelihood, kind="student_t")))
     wide = replace(normal, priors={"alpha": bq.Prior("student_t", {"nu": 3.0, "mu": 0.0, "sigma": 1.0})})
     assert "prior of 'alpha'" in collapsible(wide)
+    heavy = replace(normal, effects=tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e
+                                          for e in normal.effects))
+    assert collapsible(heavy) == "effects.family has Student-t offsets (nu), not Normal ones"
 
 
 def test_make_engine_builds_collapsed_only_when_allowed(reference):

@@ -157,18 +157,21 @@ def test_row_likelihood_is_finite_deep_in_the_censored_tail():
         assert float(fn(np.zeros(1))) == pytest.approx(out[0], rel=1e-9)
 
 
-@pytest.mark.parametrize("recipe, centre", [({}, {}),
-                                            ({"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}, {}),
-                                            ({}, {"params": 7e9, "tokens": 3e11, "bits": 3})],
-                         ids=["plain", "recipe-shifts", "family-centre"])
-def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe, centre):
+@pytest.mark.parametrize("recipe, centre, nu", [({}, {}, {}),
+                                                ({"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}, {}, {}),
+                                                ({}, {"params": 7e9, "tokens": 3e11, "bits": 3}, {}),
+                                                ({}, {"params": 7e9}, {"beta": 3, "log_k": 1.5})],
+                         ids=["plain", "recipe-shifts", "family-centre", "student-t-family"])
+def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe, centre, nu):
     """Same posterior, other coordinates: at matching points the two models' log densities
     differ exactly by the map's log-Jacobian (plus the direct model's fixed N(0,1) constants).
-    With recipe shifts too (population coefficients of both models), and with family slopes
-    pivoting at a centre (the linear system's centred columns vs the direct model's compose)."""
+    With recipe shifts too (population coefficients of both models), with family slopes
+    pivoting at a centre (the linear system's centred columns vs the direct model's compose),
+    and with Student-t family offsets (both models' scale mixtures, per-level variances lam)."""
     spec = bq.load_spec("ouyang")  # no centre of its own: "plain" is the uncentred hierarchy
     spec = replace(spec, recipe=recipe,
-                   effects=tuple(replace(e, centre=centre) if e.group == "family" else e for e in spec.effects))
+                   effects=tuple(replace(e, centre=centre, nu=nu) if e.group == "family" else e
+                                 for e in spec.effects))
     design = build_design(reference.frame)
     qid = reference.frame["qid"].to_numpy(float)
     system = linear_system(spec, design)
@@ -178,10 +181,15 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
     rng = np.random.default_rng(0)
     point[WHITE] = rng.normal(size=system.n_cols)
     for name in point:
-        if name.startswith("sd_") or name == WHITE_SIGMA:
-            point[name] = point[name] + rng.normal(0, 0.2)
+        if name.startswith(("sd_", "lam_")) or name == WHITE_SIGMA:
+            point[name] = point[name] + rng.normal(0, 0.2, np.shape(point[name]))
+
+    def mix(b):  # per-level variance multipliers of Student-t offsets (1 for Normal ones)
+        return np.exp(point.get(f"lam_{b.group}_{b.param}_log__", np.zeros(b.size)))
+
+    assert sum(name.startswith("lam_") for name in point) == len(nu)
     lam = np.concatenate([system.pop_precision]
-                         + [np.repeat(np.exp(point[f"sd_{b.group}_{b.param}_log__"]) ** -2, b.size)
+                         + [np.exp(point[f"sd_{b.group}_{b.param}_log__"]) ** -2 / mix(b)
                             for b in system.effect_blocks])
     log_sigma = data.sigma_loc + data.sigma_scale * point[WHITE_SIGMA]
     w = np.exp(log_sigma) ** -2
@@ -195,10 +203,13 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
         if b.group is None:
             dpoint[b.param] = values[0]
         else:
-            dpoint[f"u_z_{b.group}_{b.param}"] = values / np.exp(point[f"sd_{b.group}_{b.param}_log__"])
-    # The direct model is written in standardised effects z = offset / sd: its density in the
-    # offsets has the extra -sum log sd of that change of variables, already in the whitened one.
-    log_sd = sum(b.size * point[f"sd_{b.group}_{b.param}_log__"] for b in system.effect_blocks)
+            scale = np.exp(point[f"sd_{b.group}_{b.param}_log__"]) * np.sqrt(mix(b))
+            dpoint[f"u_z_{b.group}_{b.param}"] = values / scale
+    # The direct model is written in standardised effects u = offset / (sd sqrt(lam)): its
+    # density in the offsets has the extra -sum log(sd sqrt(lam)) of that change of variables,
+    # already in the whitened one.
+    log_sd = sum(b.size * point[f"sd_{b.group}_{b.param}_log__"] + 0.5 * np.log(mix(b)).sum()
+                 for b in system.effect_blocks)
     lp_white = white.compile_logp()(point)
     lp_direct = direct.compile_logp()(dpoint)
     # log sigma = loc + scale * s: the whitened density has the extra log(scale) of that map.

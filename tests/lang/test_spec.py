@@ -463,3 +463,35 @@ def test_centre_needs_a_linear_law(monkeypatch):
     raw = {"name": "c", "law": "curved", "effects": {"family": {"params": ["alpha"], "centre": {"params": 7e9}}}}
     with pytest.raises(SpecError, match="centre needs a law linear in its coefficients; 'curved' is not"):
         ModelSpec.from_dict(raw, where="x.toml")
+
+
+# --- Student-t offsets ----------------------------------------------------------------------
+
+
+def _with_family_nu(nu) -> dict:
+    raw = load_spec("ouyang").to_dict()
+    raw["effects"]["family"]["nu"] = nu
+    return raw
+
+
+def test_family_nu_round_trips_per_coefficient_or_for_all():
+    one = ModelSpec.from_dict(_with_family_nu({"beta": 3}))
+    assert ModelSpec.from_json(one.to_json()) == one
+    fam = one.effect("family")
+    assert fam.nu_of("beta") == 3.0 and fam.nu_of("alpha") is None
+    every = ModelSpec.from_dict(_with_family_nu(4.5)).effect("family")
+    assert {p: every.nu_of(p) for p in every.params} == dict.fromkeys(every.params, 4.5)
+    assert "nu" not in load_spec("ouyang").to_dict()["effects"]["family"]  # stored JSON unchanged
+
+
+@pytest.mark.parametrize(("nu", "match"), [
+    ({"sigma": 3}, r"effects.family.nu names 'sigma', which does not vary by family"),
+    ({"beta": 0}, r"effects.family.nu.beta must be a positive number, got 0"),
+    ({"beta": True}, r"effects.family.nu.beta must be a positive number, got True"),
+    ({"beta": "3"}, r"effects.family.nu.beta must be a positive number"),
+    ("3", r"effects.family: 'nu' must be int/float/Mapping, got '3'"),
+])
+def test_bad_effect_nu_is_a_one_line_error(nu, match):
+    with pytest.raises(SpecError, match=match) as err:
+        ModelSpec.from_dict(_with_family_nu(nu), where="x.toml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("x.toml: ")

@@ -87,3 +87,37 @@ def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, defa
     slope = -(offset(a, "alpha") - offset(b, "alpha")) * np.log(10.0)
     np.testing.assert_allclose(mu_away[:, 0] - mu_away[:, 1], offset(a, "log_k") - offset(b, "log_k") + slope,
                                atol=1e-10)
+
+
+def test_new_levels_of_student_t_offsets_draw_from_the_student_t(reference, default_spec):
+    """A new family's standardised offsets follow the spec's prior: Student-t(nu) where the
+    spec says so, standard Normal elsewhere, and the Normal draws do not change when another
+    coefficient turns Student-t."""
+    from dataclasses import replace
+
+    from scipy import stats
+
+    from bayesqid.sampling.draws import _new_level_z
+
+    z_t = _new_level_z("new family", "family", "beta", 5, 20000, 3.0)
+    z_n = _new_level_z("new family", "family", "beta", 5, 20000)
+    assert stats.kstest(z_t, stats.t(3).cdf).pvalue > 1e-3
+    assert stats.kstest(z_t, stats.norm.cdf).pvalue < 1e-6
+    assert stats.kstest(z_n, stats.norm.cdf).pvalue > 1e-3
+
+    from conftest import make_mock_run
+
+    effects = tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e for e in default_spec.effects)
+    spec_t = replace(default_spec, effects=effects)
+    run = make_mock_run(reference, default_spec, draws=500)
+    row = reference.frame.iloc[[0]].assign(family="new family", tokens=1e14)
+    design = build_design(row, run.levels)
+    theta_n = row_theta(run.idata, default_spec, design, seed=2)
+    theta_t = row_theta(run.idata, spec_t, design, seed=2)
+    np.testing.assert_array_equal(theta_n["alpha"], theta_t["alpha"])  # Normal offsets unchanged
+    sd = run.idata.posterior["sd_family_beta"].values.ravel()
+    z = (np.ravel(theta_t["beta"]) - run.idata.posterior["beta"].values.ravel()) / sd
+    np.testing.assert_allclose(z, _new_level_z("new family", "family", "beta", 2, len(sd), 3.0), rtol=1e-9)
+    fast = row_log_mu(run.idata, spec_t, design, seed=2)
+    generic = np.asarray(spec_t.law_obj.log_mu(design.x, theta_t)) * np.ones((n_samples(run.idata), 1))
+    np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)

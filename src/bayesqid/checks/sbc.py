@@ -39,7 +39,7 @@ from bayesqid.data.dataset import Dataset
 from bayesqid.data.design import NEW_LEVEL, Design, build_design, group_labels
 from bayesqid.engines.sampler import SamplerConfig
 from bayesqid.errors import BayesqidError, ConvergenceWarning
-from bayesqid.lang.effects import compose, sd_name, z_name
+from bayesqid.lang.effects import compose, draw_z, sd_name, z_name
 from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.lang.spec import ModelSpec
 from bayesqid.outputs import write_atomic, write_csv
@@ -102,7 +102,7 @@ def draw_truth(spec: ModelSpec, design: Design, rng: np.random.Generator) -> dic
     for eff in spec.effects:
         for p in eff.params:
             truth[sd_name(eff.group, p)] = float(spec.effect_sd(eff, p).draw(rng, 1)[0])
-            truth[z_name(eff.group, p)] = rng.standard_normal(len(design.levels[eff.group]))
+            truth[z_name(eff.group, p)] = draw_z(rng, len(design.levels[eff.group]), eff.nu_of(p))
     for name in spec.recipe_shifts:
         truth[name] = float(spec.prior(name).draw(rng, 1)[0])
     truth["sigma"] = float(spec.likelihood.sigma.draw(rng, 1)[0])
@@ -113,8 +113,8 @@ def truth_log_mu(spec: ModelSpec, design: Design, truth: Mapping[str, Any], rng:
                  shift: Mapping[str, float] | None = None) -> np.ndarray:
     """Law-mean log QiD of every row of ``design`` under ``truth``.
 
-    Unseen levels (code :data:`~bayesqid.design.NEW_LEVEL`) get fresh standard-normal effects
-    from ``rng``, one per label, as the population says. ``shift`` adds to population
+    Unseen levels (code :data:`~bayesqid.design.NEW_LEVEL`) get fresh standardised effects
+    from ``rng`` (:func:`~bayesqid.lang.effects.draw_z`), one per label, as the population says. ``shift`` adds to population
     coefficients: a deliberately mis-specified simulator for negative controls.
     """
     values = {p: truth[p] + (shift or {}).get(p, 0.0) for p in spec.law_obj.param_names}
@@ -125,7 +125,7 @@ def truth_log_mu(spec: ModelSpec, design: Design, truth: Mapping[str, Any], rng:
         for p in eff.params:
             z = np.asarray(truth[z_name(eff.group, p)], float)[np.where(codes == NEW_LEVEL, 0, codes)]
             for lab in sorted({str(x) for x, c in zip(labels, codes, strict=True) if c == NEW_LEVEL}):
-                z = np.where((codes == NEW_LEVEL) & (labels == lab), rng.standard_normal(), z)
+                z = np.where((codes == NEW_LEVEL) & (labels == lab), draw_z(rng, None, eff.nu_of(p)), z)
             offsets[(eff.group, p)] = truth[sd_name(eff.group, p)] * z
     for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
         offsets[(f"recipe:{col}", p)] = truth.get(name, 0.0) * design.recipe[col]

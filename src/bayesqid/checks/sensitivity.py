@@ -53,7 +53,10 @@ def log_prior(run: Run) -> xr.Dataset:
     for eff in spec.effects:
         for p in eff.params:
             terms[sd_name(eff.group, p)] = term(sd_name(eff.group, p), spec.effect_sd(eff, p).to_scipy())
-            terms[z_name(eff.group, p)] = term(z_name(eff.group, p), stats.norm(0.0, 1.0))
+            # Student-t offsets: the z's marginal prior (their mixing variances integrated out).
+            nu = eff.nu_of(p)
+            z_prior = stats.norm(0.0, 1.0) if nu is None else stats.t(nu)
+            terms[z_name(eff.group, p)] = term(z_name(eff.group, p), z_prior)
     terms["sigma"] = term("sigma", spec.likelihood.sigma.to_scipy())
     return xr.Dataset(terms)
 

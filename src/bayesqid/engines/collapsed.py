@@ -73,6 +73,9 @@ def collapsible(spec: ModelSpec) -> str | None:
     for p in law.param_names:
         if spec.prior(p).dist != "normal":
             return f"the prior of {p!r} is {spec.prior(p).dist}, not Normal"
+    for eff in spec.effects:
+        if eff.nu:
+            return f"effects.{eff.group} has Student-t offsets (nu), not Normal ones"
     return None
 
 

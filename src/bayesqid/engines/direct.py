@@ -27,7 +27,7 @@ import pytensor.tensor as pt
 
 from bayesqid.data.design import Design
 from bayesqid.engines.sampler import SAMPLERS, SamplerConfig, quiet_sampling
-from bayesqid.lang.effects import OBSERVED, compose, sd_name, z_name
+from bayesqid.lang.effects import OBSERVED, compose, lam_name, sd_name, z_name
 from bayesqid.lang.likelihood import TENSOR, observe, std_logcdf, std_logpdf
 from bayesqid.lang.spec import ModelSpec
 
@@ -57,21 +57,24 @@ def informed_levels(spec: ModelSpec, design: Design, group: str, param: str) -> 
     return informed
 
 
-def _level_effects(name: str, sd: Any, centred: np.ndarray, dims: str) -> Any:
+def _level_effects(name: str, sd: Any, centred: np.ndarray, dims: str, lam: Any = None) -> Any:
     """Standardised effects with a per-level choice of centred or non-centred sampling.
 
     ``u ~ Normal(0, 1)`` is sampled for every level. Non-centred levels use ``z = u``; centred
     levels use ``u`` as the offset itself, ``z = u / sd``, and a potential swaps their
     ``Normal(0, 1)`` density for ``Normal(0, sd)``, so the joint density is exactly the
-    hierarchical prior in both cases.
+    hierarchical prior in both cases. With per-level variance multipliers ``lam`` (Student-t
+    offsets as a scale mixture) the offsets' scale is ``sd * sqrt(lam)`` instead of ``sd``.
     """
     u = pm.Normal(f"u_{name}", 0.0, 1.0, dims=dims)
+    root = 1.0 if lam is None else pt.sqrt(lam)
     if not centred.any():
-        return pm.Deterministic(name, u, dims=dims)
+        return pm.Deterministic(name, u * root, dims=dims)
     mask = pt.as_tensor_variable(centred)
-    swap = -pt.log(sd) - 0.5 * (u / sd) ** 2 + 0.5 * u**2
+    scale = sd * root
+    swap = -pt.log(scale) - 0.5 * (u / scale) ** 2 + 0.5 * u**2
     pm.Potential(f"centring_{name}", pt.switch(mask, swap, 0.0).sum())
-    return pm.Deterministic(name, pt.switch(mask, u / sd, u), dims=dims)
+    return pm.Deterministic(name, pt.switch(mask, u / sd, u * root), dims=dims)
 
 
 #: Aggregate repeated design points when there are fewer than this fraction of distinct ones.
@@ -138,7 +141,10 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
                            "auto": None}[eff.parametrization_of(p)]
                 if centred is None:
                     centred = informed_levels(spec, design, eff.group, p)
-                zs.append(_level_effects(z_name(eff.group, p), sd, centred, eff.group))
+                nu = eff.nu_of(p)
+                lam = (None if nu is None else
+                       pm.InverseGamma(lam_name(eff.group, p), alpha=nu / 2, beta=nu / 2, dims=eff.group))
+                zs.append(_level_effects(z_name(eff.group, p), sd, centred, eff.group, lam))
             for p, sd, z in zip(params, sds, zs, strict=True):
                 offsets[(eff.group, p)] = sd * z[codes[eff.group]]
         for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):

@@ -133,13 +133,18 @@ def flat_draws(posterior: xr.Dataset, name: str) -> np.ndarray:
 
 def posterior_precisions(posterior: xr.Dataset,
                          system: LinearSystem) -> tuple[np.ndarray, dict[Block, np.ndarray]]:
-    """Prior precisions of ``theta`` per draw (draws, p) and each effect block's scale draws."""
+    """Prior precisions of ``theta`` per draw (draws, p) and each effect block's scale draws.
+
+    A block with Student-t offsets (a ``lam_<group>_<param>`` variable in ``posterior``) has
+    per-level precisions ``sd^-2 / lam``."""
     lam = np.empty((posterior.sizes["chain"] * posterior.sizes["draw"], system.n_cols))
     lam[:, : len(system.pop_precision)] = system.pop_precision
     sd = {}
     for b in system.effect_blocks:
         sd[b] = flat_draws(posterior, f"sd_{b.group}_{b.param}")
-        lam[:, b.start:b.start + b.size] = sd[b][:, None] ** -2
+        mix = f"lam_{b.group}_{b.param}"
+        scale = flat_draws(posterior, mix) if mix in posterior else 1.0
+        lam[:, b.start:b.start + b.size] = sd[b][:, None] ** -2 / scale
     return lam, sd
 
 

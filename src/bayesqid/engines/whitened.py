@@ -45,7 +45,7 @@ from bayesqid.engines.linear import (
 from bayesqid.engines.ops.rowlogp import row_logp
 from bayesqid.engines.ops.whiten import whiten, whiten_batch
 from bayesqid.engines.sampler import SAMPLERS, SamplerConfig, nutpie_sample, quiet_sampling
-from bayesqid.lang.effects import OBSERVED, sd_name
+from bayesqid.lang.effects import OBSERVED, lam_name, sd_name
 from bayesqid.lang.likelihood import NUMPY, observe, std_logcdf, std_logpdf
 from bayesqid.lang.spec import Likelihood, ModelSpec
 
@@ -200,11 +200,19 @@ def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str
     lik = spec.likelihood
     with pm.Model(coords={g: list(v) for g, v in levels.items()}) as model:
         box = {k: pm.Data(k, v) for k, v in data.as_data().items()}
-        sds, parts = {}, [pt.as_tensor_variable(system.pop_precision)]
+        sds, lams, parts = {}, {}, [pt.as_tensor_variable(system.pop_precision)]
         for b in system.effect_blocks:
-            name = sd_name(b.group, b.param)
-            sds[b] = spec.effect_sd(spec.effect(b.group), b.param).to_pymc(name)
-            parts.append(pt.repeat(sds[b] ** -2, b.size))
+            eff = spec.effect(b.group)
+            sds[b] = spec.effect_sd(eff, b.param).to_pymc(sd_name(b.group, b.param))
+            nu = eff.nu_of(b.param)
+            if nu is None:
+                parts.append(pt.repeat(sds[b] ** -2, b.size))
+            else:
+                # Student-t offsets as a scale mixture: given lam the offsets stay Gaussian, so
+                # the whitening below still integrates them exactly, level by level.
+                lams[b] = pm.InverseGamma(lam_name(b.group, b.param), alpha=nu / 2, beta=nu / 2,
+                                          dims=b.group)
+                parts.append(sds[b] ** -2 / lams[b])
         # log sigma = loc + scale * s, centred and scaled by the stand-in (log_sigma_width): the
         # prior enters below with this map's log-Jacobian, log(scale) + log(sigma).
         log_sigma = box["sigma_loc"] + box["sigma_scale"] * pm.Flat(WHITE_SIGMA)
@@ -219,6 +227,10 @@ def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str
             if b.group is None:
                 pop = spec.prior(b.param)
                 prior = prior + pm.logp(pop.family.pymc.dist(**pop.args), values[0])
+            elif b in lams:
+                z = values / (sds[b] * pt.sqrt(lams[b]))
+                prior = (prior - 0.5 * (z**2).sum() - b.size * (pt.log(sds[b]) + HALF_LOG_2PI)
+                         - 0.5 * pt.log(lams[b]).sum())
             else:
                 z = values / sds[b]
                 prior = prior - 0.5 * (z**2).sum() - b.size * (pt.log(sds[b]) + HALF_LOG_2PI)

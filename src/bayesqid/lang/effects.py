@@ -27,6 +27,19 @@ def z_name(group: str, param: str) -> str:
     return f"z_{group}_{param}"
 
 
+def lam_name(group: str, param: str) -> str:
+    """Variable name of the per-level variance multipliers of Student-t offsets of ``param``
+    over ``group`` (:attr:`bayesqid.lang.spec.Effect.nu`)."""
+    return f"lam_{group}_{param}"
+
+
+def draw_z(rng: Any, size: int | None, nu: float | None = None) -> Any:
+    """Standardised offsets from their prior: standard Normal, or standard Student-t with
+    ``nu`` degrees of freedom (:attr:`bayesqid.lang.spec.Effect.nu`). Normal offsets take
+    the same numbers from ``rng`` as ``rng.standard_normal(size)``."""
+    return rng.standard_normal(size) if nu is None else rng.standard_t(nu, size)
+
+
 def effect_pairs(spec: ModelSpec) -> list[tuple[str, str]]:
     """All (group, parameter) pairs that carry random effects, in spec order."""
     return [(e.group, p) for e in spec.effects for p in e.params]

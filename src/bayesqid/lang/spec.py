@@ -66,6 +66,12 @@ class Effect:
         reparametrization: a new level's band is narrowest near the centre, so a centre
         inside the data (e.g. ``params = 7e9``) keeps slope spread from inflating the band
         at the sizes that are measured. Linear laws only.
+    nu : Mapping[str, float]
+        Degrees of freedom of Student-t offsets, by coefficient (unset ones are Normal): a
+        level's offset is ``sd * z`` with ``z ~ StudentT(nu)``, sampled as the scale mixture
+        ``z | lam ~ Normal(0, sqrt(lam))``, ``lam ~ InverseGamma(nu / 2, nu / 2)``. One odd
+        level then stretches its own ``lam`` instead of the group's ``sd``, which sets every
+        new level's band. ``nu > 0``.
     """
 
     group: str
@@ -73,6 +79,12 @@ class Effect:
     sd: Mapping[str, Prior] = field(default_factory=dict)
     parametrization: str | Mapping[str, str] = "auto"
     centre: Mapping[str, float] = field(default_factory=dict)
+    nu: Mapping[str, float] = field(default_factory=dict)
+
+    def nu_of(self, param: str) -> float | None:
+        """Degrees of freedom of ``param``'s Student-t offsets, or None for Normal offsets."""
+        value = self.nu.get(param)
+        return None if value is None else float(value)
 
     def parametrization_of(self, param: str) -> str:
         """Parametrization used for the offsets of ``param``."""
@@ -192,6 +204,13 @@ class ModelSpec:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                     raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre.{key} must be "
                                     f"a positive number, got {value!r}")
+            for key, value in eff.nu.items():
+                if key not in eff.params:
+                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.nu names {key!r}, which "
+                                    f"does not vary by {eff.group}; varying: {list(eff.params)}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.nu.{key} must be a "
+                                    f"positive number, got {value!r}")
             if eff.centre and not law.is_linear:
                 raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre needs a law linear "
                                 f"in its coefficients; {law.name!r} is not")
@@ -271,7 +290,8 @@ class ModelSpec:
                                               else dict(e.parametrization)),
                           "sd": {k: v.to_dict() for k, v in e.sd.items()},
                           # Only when set: specs without a centre keep their stored JSON.
-                          **({"centre": dict(e.centre)} if e.centre else {})}
+                          **({"centre": dict(e.centre)} if e.centre else {}),
+                          **({"nu": dict(e.nu)} if e.nu else {})}
                 for e in self.effects
             },
             "priors": {k: v.to_dict() for k, v in self.priors.items()},
@@ -311,7 +331,7 @@ class ModelSpec:
             raise SpecError(f"{where}: 'effects' must be a table of groups")
         for group, body in eff_raw.items():
             loc = f"{where}: effects.{group}"
-            _check_keys(body, {"params", "sd", "parametrization", "centre"}, loc)
+            _check_keys(body, {"params", "sd", "parametrization", "centre", "nu"}, loc)
             params = body.get("params")
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 known = f"; law {law!r} has {list(LAWS[law].param_names)}" if law in LAWS else ""
@@ -322,8 +342,11 @@ class ModelSpec:
             sd = {k: Prior.from_dict(v, where=f"{loc}.sd.{k}") for k, v in sd_raw.items()}
             param_kind = _typed(body, "parametrization", (str, Mapping), loc, "auto")
             centre = _typed(body, "centre", Mapping, loc, {})
+            nu = _typed(body, "nu", (int, float, Mapping), loc, {})
+            # One number gives every varying coefficient Student-t offsets.
+            nu = dict(nu) if isinstance(nu, Mapping) else dict.fromkeys(params, nu)
             effects.append(Effect(group=group, params=tuple(params), sd=sd, parametrization=param_kind,
-                                  centre=dict(centre)))
+                                  centre=dict(centre), nu=nu))
         pri_raw = raw.get("priors", {})
         if not isinstance(pri_raw, Mapping):
             raise SpecError(f"{where}: 'priors' must be a table of priors")

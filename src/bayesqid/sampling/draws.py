@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from bayesqid.data.design import NEW_LEVEL, Design
-from bayesqid.lang.effects import compose, sd_name, z_name
+from bayesqid.lang.effects import compose, draw_z, sd_name, z_name
 from bayesqid.lang.likelihood import NUMPY, observe, pointwise_logp
 from bayesqid.lang.spec import ModelSpec
 
@@ -35,14 +35,17 @@ def n_samples(idata: az.InferenceData) -> int:
     return int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
 
 
-def _new_level_z(label: str, group: str, param: str, seed: int, size: int) -> np.ndarray:
-    """Standard-normal effects of an unseen level: one per draw, stable per label and seed.
+def _new_level_z(label: str, group: str, param: str, seed: int, size: int,
+                 nu: float | None = None) -> np.ndarray:
+    """Standardised effects of an unseen level: one per draw, stable per label and seed;
+    standard Normal, or standard Student-t with ``nu`` degrees of freedom (the prior of the
+    spec's offsets, :attr:`bayesqid.lang.spec.Effect.nu`).
 
     Seeding by the label's checksum makes the draws of a new level identical across calls,
     grid orders and chunks, so every row of one new family shares one family effect per draw.
     """
     key = zlib.crc32(f"{group}\x1f{param}\x1f{label}".encode())
-    return np.random.default_rng([seed, key]).standard_normal(size)
+    return draw_z(np.random.default_rng([seed, key]), size, nu)
 
 
 def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
@@ -50,7 +53,7 @@ def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
     """Law coefficients of every (draw, row): population value plus the row's group offsets.
 
     Unknown levels (code :data:`~bayesqid.design.NEW_LEVEL`) get effects drawn from the
-    population, ``sd * Normal(0, 1)`` per draw. Arrays broadcast to (samples, rows); exposed
+    population, ``sd * Normal(0, 1)`` per draw (``sd * StudentT(nu)`` for Student-t offsets). Arrays broadcast to (samples, rows); exposed
     so that callers which must evaluate the law at per-draw covariates (root finding in
     :mod:`bayesqid.inverse`) use exactly the draws :func:`row_log_mu` uses.
     """
@@ -68,7 +71,7 @@ def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
             off = sd[:, None] * z[:, known]
             for lab in new_labels:
                 rows = (codes == NEW_LEVEL) & (labels == lab)
-                z_new = _new_level_z(lab, eff.group, p, seed, s)
+                z_new = _new_level_z(lab, eff.group, p, seed, s, eff.nu_of(p))
                 off[:, rows] = (sd * z_new)[:, None]
             offsets[(eff.group, p)] = off
     for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
@@ -139,7 +142,7 @@ def _linear_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, 
                     zc = z[:, key]
                 else:
                     label = str(design.labels[eff.group][rows[0]])
-                    zc = _new_level_z(label, eff.group, p, seed, len(sd))
+                    zc = _new_level_z(label, eff.group, p, seed, len(sd), eff.nu_of(p))
                 theta[:, names.index(p)] += sd * zc
                 if shifts[(eff.group, p)]:
                     theta[:, names.index(law.intercept)] -= sd * zc * shifts[(eff.group, p)]
