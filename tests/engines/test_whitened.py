@@ -23,6 +23,7 @@ from bayesqid.engines.registry import make_engine
 from bayesqid.engines.whitened import (
     INTERNAL,
     WHITE,
+    WHITE_LEVELS,
     WHITE_SIGMA,
     WhitenedEngine,
     build_whitened_model,
@@ -113,37 +114,55 @@ def _rows(seed: int = 1, n: int = 120, p: int = 12, k: int = 4):
             "censored": (use & censored) * 1.0, "idx": idx, "val": val}, censored, use
 
 
+#: One residual scale, or three with every row in one of three groups.
+SCALES = {"one-sigma": (np.array([0.7]), None), "grouped-sigma": (np.array([0.7, 0.3, 1.6]), 3)}
+
+
+def _groups(r, n_groups):
+    n = len(r["y"])
+    return None if n_groups is None else np.random.default_rng(7).integers(0, n_groups, n)
+
+
+@pytest.mark.parametrize("scales", SCALES.values(), ids=SCALES.keys())
 @pytest.mark.parametrize("lik", LIKELIHOODS, ids=lambda lik: f"{lik.kind}-{lik.nu}")
-def test_row_likelihood_is_the_pointwise_likelihood_and_its_gradient(lik):
+def test_row_likelihood_is_the_pointwise_likelihood_and_its_gradient(lik, scales):
     r, censored, use = _rows()
-    args = (r["y"], r["exact"], r["censored"], r["idx"], r["val"], lik)
-    logp, d_theta, d_sigma = row_logp_numpy(r["theta"], r["sigma"], *args)
+    sigma, n_groups = scales
+    group = _groups(r, n_groups)
+    row_sigma = sigma[np.zeros(len(r["y"]), int) if group is None else group]
+    args = (r["y"], r["exact"], r["censored"], r["idx"], r["val"], lik, group)
+    logp, d_theta, d_sigma = row_logp_numpy(r["theta"], sigma, *args)
     log_mu = (r["theta"][r["idx"]] * r["val"]).sum(axis=1)
     # Rows outside the fit (both masks 0) do not count.
-    assert logp == pytest.approx(pointwise_logp(r["y"], censored, log_mu, r["sigma"], lik, NUMPY)[use].sum())
+    assert logp == pytest.approx(pointwise_logp(r["y"], censored, log_mu, row_sigma, lik, NUMPY)[use].sum())
     eps, eye = 1e-6, np.eye(len(r["theta"]))
 
     def f(theta, sigma):
         return row_logp_numpy(theta, sigma, *args)[0]
 
-    theta, sigma = r["theta"], r["sigma"]
+    theta = r["theta"]
     fd = [(f(theta + eps * e, sigma) - f(theta - eps * e, sigma)) / (2 * eps) for e in eye]
     assert np.allclose(d_theta, fd, atol=1e-6)
-    assert d_sigma == pytest.approx((f(r["theta"], r["sigma"] + eps) - f(r["theta"], r["sigma"] - eps))
-                                    / (2 * eps), abs=1e-6)
+    fd_sigma = [(f(theta, sigma + eps * e) - f(theta, sigma - eps * e)) / (2 * eps) for e in np.eye(len(sigma))]
+    assert d_sigma.shape == sigma.shape and np.allclose(d_sigma, fd_sigma, atol=1e-6)
 
 
+@pytest.mark.parametrize("scales", SCALES.values(), ids=SCALES.keys())
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("lik", LIKELIHOODS, ids=lambda lik: f"{lik.kind}-{lik.nu}")
-def test_row_likelihood_backends_agree(lik, mode):
+def test_row_likelihood_backends_agree(lik, mode, scales):
     r, _, _ = _rows(seed=2)
-    theta, sigma = pt.dvector("theta"), pt.dscalar("sigma")
-    out = row_logp(lik, theta, sigma, r["y"], r["exact"], r["censored"], r["idx"], r["val"])
+    sigma0, n_groups = scales
+    group = _groups(r, n_groups)
+    theta = pt.dvector("theta")
+    sigma = pt.dscalar("sigma") if group is None else pt.dvector("sigma")
+    out = row_logp(lik, theta, sigma, r["y"], r["exact"], r["censored"], r["idx"], r["val"], group)
     fn = pytensor.function([theta, sigma], [out, *pytensor.grad(out, [theta, sigma])], mode=mode)
-    value, d_theta, d_sigma = fn(r["theta"], r["sigma"])
-    ref = row_logp_numpy(r["theta"], r["sigma"], r["y"], r["exact"], r["censored"], r["idx"], r["val"], lik)
+    value, d_theta, d_sigma = fn(r["theta"], sigma0[0] if group is None else sigma0)
+    ref = row_logp_numpy(r["theta"], sigma0, r["y"], r["exact"], r["censored"], r["idx"], r["val"], lik, group)
     assert value == pytest.approx(ref[0], rel=1e-12)
-    assert np.allclose(d_theta, ref[1], rtol=1e-10, atol=1e-12) and d_sigma == pytest.approx(ref[2])
+    assert np.allclose(d_theta, ref[1], rtol=1e-10, atol=1e-12)
+    assert np.allclose(np.atleast_1d(d_sigma), ref[2], rtol=1e-10, atol=1e-12)
 
 
 def test_row_likelihood_is_finite_deep_in_the_censored_tail():
@@ -157,31 +176,36 @@ def test_row_likelihood_is_finite_deep_in_the_censored_tail():
         assert float(fn(np.zeros(1))) == pytest.approx(out[0], rel=1e-9)
 
 
-@pytest.mark.parametrize("recipe, centre, nu", [({}, {}, {}),
-                                                ({"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}, {}, {}),
-                                                ({}, {"params": 7e9, "tokens": 3e11, "bits": 3}, {}),
-                                                ({}, {"params": 7e9}, {"beta": 3, "log_k": 1.5})],
-                         ids=["plain", "recipe-shifts", "family-centre", "student-t-family"])
-def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe, centre, nu):
+@pytest.mark.parametrize("recipe, centre, nu, by", [({}, {}, {}, None),
+                                                    ({"beta": ("annealed",), "log_k": ("annealed", "lr_frac")}, {}, {}, None),
+                                                    ({}, {"params": 7e9, "tokens": 3e11, "bits": 3}, {}, None),
+                                                    ({}, {"params": 7e9}, {"beta": 3, "log_k": 1.5}, None),
+                                                    ({}, {"params": 7e9}, {}, "family")],
+                         ids=["plain", "recipe-shifts", "family-centre", "student-t-family", "scale-per-family"])
+def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(reference, recipe, centre, nu, by):
     """Same posterior, other coordinates: at matching points the two models' log densities
     differ exactly by the map's log-Jacobian (plus the direct model's fixed N(0,1) constants).
     With recipe shifts too (population coefficients of both models), with family slopes
     pivoting at a centre (the linear system's centred columns vs the direct model's compose),
-    and with Student-t family offsets (both models' scale mixtures, per-level variances lam)."""
+    with Student-t family offsets (both models' scale mixtures, per-level variances lam), and
+    with a residual scale per family (the whitened model's centred level scales vs the direct
+    model's non-centred ones)."""
     spec = bq.load_spec("ouyang")  # no centre of its own: "plain" is the uncentred hierarchy
-    spec = replace(spec, recipe=recipe,
+    spec = replace(spec, recipe=recipe, likelihood=replace(spec.likelihood, sigma_by=by),
                    effects=tuple(replace(e, centre=centre, nu=nu) if e.group == "family" else e
                                  for e in spec.effects))
     design = build_design(reference.frame)
     qid = reference.frame["qid"].to_numpy(float)
     system = linear_system(spec, design)
-    data = white_data(spec, system, qid)
-    white = build_whitened_model(spec, system, design.levels, data)
+    group = None if by is None else design.codes[by]
+    n_levels = 1 if by is None else len(design.levels[by])
+    data = white_data(spec, system, qid, None, group, n_levels)
+    white = build_whitened_model(spec, system, design.levels, data, group)
     point = white.initial_point()
     rng = np.random.default_rng(0)
     point[WHITE] = rng.normal(size=system.n_cols)
     for name in point:
-        if name.startswith(("sd_", "lam_")) or name == WHITE_SIGMA:
+        if name.startswith(("sd_", "lam_", "sigma")):
             point[name] = point[name] + rng.normal(0, 0.2, np.shape(point[name]))
 
     def mix(b):  # per-level variance multipliers of Student-t offsets (1 for Normal ones)
@@ -191,13 +215,26 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
     lam = np.concatenate([system.pop_precision]
                          + [np.exp(point[f"sd_{b.group}_{b.param}_log__"]) ** -2 / mix(b)
                             for b in system.effect_blocks])
-    log_sigma = data.sigma_loc + data.sigma_scale * point[WHITE_SIGMA]
-    w = np.exp(log_sigma) ** -2
+    if by is None:
+        log_sigma = data.sigma_loc + data.sigma_scale * point[WHITE_SIGMA]
+        w = np.exp(log_sigma) ** -2
+        # log sigma = loc + scale * s: the whitened density has the extra log(scale) of that map.
+        scale_jac = np.log(data.sigma_scale)
+    else:
+        assert WHITE_SIGMA not in point
+        log_sigma = point["sigma_log__"]
+        w = np.exp(-2.0 * data.sigma_loc)  # the map's pooled stand-in scale
+        log_levels = data.level_loc + data.level_scale * point[WHITE_LEVELS]
+        sd_s = np.exp(point[f"sd_{by}_log_sigma_log__"])
+        # log sigma_g = loc_g + scale_g s_g = log sigma + sd z_g: ds_g / dz_g = sd / scale_g.
+        scale_jac = np.sum(np.log(data.level_scale) - np.log(sd_s))
     theta, jac, _, _ = whiten_numpy(lam, w, point[WHITE], data.sxx.copy(), data.sxy, system.m0)
     non_centred = tuple(replace(e, parametrization=dict.fromkeys(e.params, "non_centered"))
                         for e in spec.effects)
     direct = build_model(replace(spec, effects=non_centred), design, qid)
     dpoint = {k: v for k, v in point.items() if k not in INTERNAL} | {"sigma_log__": log_sigma}
+    if by is not None:
+        dpoint[f"z_{by}_log_sigma"] = (log_levels - log_sigma) / sd_s
     for b in system.blocks:
         values = theta[b.start:b.start + b.size]
         if b.group is None:
@@ -212,8 +249,7 @@ def test_whitened_density_equals_the_uncollapsed_density_plus_the_jacobian(refer
                  for b in system.effect_blocks)
     lp_white = white.compile_logp()(point)
     lp_direct = direct.compile_logp()(dpoint)
-    # log sigma = loc + scale * s: the whitened density has the extra log(scale) of that map.
-    assert lp_white == pytest.approx(lp_direct - log_sd + jac + np.log(data.sigma_scale), rel=1e-9)
+    assert lp_white == pytest.approx(lp_direct - log_sd + jac + scale_jac, rel=1e-9)
 
 
 def test_engine_choice(reference):

@@ -495,3 +495,32 @@ def test_bad_effect_nu_is_a_one_line_error(nu, match):
     with pytest.raises(SpecError, match=match) as err:
         ModelSpec.from_dict(_with_family_nu(nu), where="x.toml")
     assert "\n" not in str(err.value) and str(err.value).startswith("x.toml: ")
+
+
+# --- residual scales per level ----------------------------------------------------------------
+
+
+def _with_scale_by(**lik) -> dict:
+    raw = load_spec("ouyang").to_dict()
+    raw["likelihood"].update(lik)
+    return raw
+
+
+def test_residual_scale_by_group_round_trips():
+    spec = ModelSpec.from_dict(_with_scale_by(sigma_by="family",
+                                              sigma_sd={"dist": "gamma", "alpha": 2.0, "beta": 4.0}))
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert spec.likelihood.sigma_by == "family" and spec.likelihood.sigma_sd.dist == "gamma"
+    assert "sigma_by" not in load_spec("ouyang").to_dict()["likelihood"]  # stored JSON unchanged
+
+
+@pytest.mark.parametrize(("lik", "match"), [
+    ({"sigma_by": "model"}, r"likelihood.sigma_by: unknown group 'model'; known: \['family'"),
+    ({"sigma_by": 3}, r"likelihood: 'sigma_by' must be str, got 3"),
+    ({"sigma_by": "family", "sigma_sd": {"dist": "normal", "mu": 0.0, "sigma": 1.0}},
+     r"likelihood.sigma_sd needs a positive prior, got 'normal'"),
+])
+def test_bad_residual_scale_groups_are_one_line_errors(lik, match):
+    with pytest.raises(SpecError, match=match) as err:
+        ModelSpec.from_dict(_with_scale_by(**lik), where="x.toml")
+    assert "\n" not in str(err.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from bayesqid.data.design import build_design
 from bayesqid.sampling.draws import n_samples, row_log_mu, row_theta
@@ -121,3 +122,41 @@ def test_new_levels_of_student_t_offsets_draw_from_the_student_t(reference, defa
     fast = row_log_mu(run.idata, spec_t, design, seed=2)
     generic = np.asarray(spec_t.law_obj.log_mu(design.x, theta_t)) * np.ones((n_samples(run.idata), 1))
     np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
+
+
+def test_residual_scales_per_family_in_draws_and_predictions(reference, default_spec):
+    """With ``likelihood.sigma_by = "family"`` a known family's rows get sigma * exp(sd * z[family]),
+    every row of one new family one scale per draw drawn from the population (stable per
+    label), another new family another; predict() puts exactly these scales in its
+    new-measurement bands. With one scale, every row shares sigma."""
+    from dataclasses import replace
+
+    import bayesqid as bq
+    from conftest import make_mock_run
+    from scipy import stats
+
+    from bayesqid.lang.likelihood import draw_residuals
+    from bayesqid.sampling.draws import _new_level_z, flat, row_sigma
+
+    spec = replace(default_spec, likelihood=replace(default_spec.likelihood, sigma_by="family"))
+    run = make_mock_run(reference, spec, draws=400)
+    base = reference.frame[reference.frame["family"].isin(["OPT", "OLMo"])].groupby("family").head(1)
+    grid = pd.concat([base, base.assign(family="new A"), base.iloc[[0]].assign(family="new B")],
+                     ignore_index=True)
+    design = build_design(grid, run.levels)
+    sig = row_sigma(run.idata, spec, design, seed=4)
+    sigma, sd = flat(run.idata, "sigma"), flat(run.idata, "sd_family_log_sigma")
+    z = run.idata.posterior["z_family_log_sigma"].stack(s=("chain", "draw")).transpose("s", ...)
+    for i, fam in enumerate(grid["family"][:2]):
+        np.testing.assert_allclose(sig[:, i], sigma * np.exp(sd * z.sel(family=fam).values), rtol=1e-12)
+    np.testing.assert_array_equal(sig[:, 2], sig[:, 3])  # one new family: one scale per draw
+    z_new = np.log(sig[:, 2] / sigma) / sd
+    np.testing.assert_allclose(z_new, _new_level_z("new A", "family", "log_sigma", 4, len(sd)), rtol=1e-9)
+    assert stats.kstest(z_new, stats.norm.cdf).pvalue > 1e-3
+    assert not np.allclose(sig[:, 4], sig[:, 2])  # another new family: its own scale
+    table = bq.predict(run, grid, seed=4)
+    noise = draw_residuals(spec.likelihood, np.random.default_rng([4, 1]), (len(sigma),))
+    draws = row_log_mu(run.idata, spec, design, seed=4) + noise[:, None] * sig
+    np.testing.assert_allclose(np.log(table["pred_upper"]), np.quantile(draws, 0.95, axis=0), rtol=1e-9)
+    one = row_sigma(run.idata, default_spec, design, seed=4)
+    assert one.shape == (len(sigma), 1) and np.array_equal(one[:, 0], sigma)

@@ -59,7 +59,7 @@ from bayesqid.errors import BayesqidError, ConvergenceWarning, RunError
 from bayesqid.lang.likelihood import NUMPY, draw_residuals, observe, pointwise_logp
 from bayesqid.lang.spec import ModelSpec, load_spec
 from bayesqid.outputs import write_atomic, write_csv
-from bayesqid.sampling.draws import flat, log_likelihood, row_log_mu
+from bayesqid.sampling.draws import flat, log_likelihood, row_log_mu, row_sigma
 from bayesqid.sampling.refit import derive_seed, refitter_for
 from bayesqid.sampling.run import Run, load_run
 
@@ -345,7 +345,7 @@ def score_rows(run: Run, frame: pd.DataFrame, *, seed: int, prob: float = CI_PRO
     qid = frame["qid"].to_numpy(float)
     design = build_design(frame, run.levels)
     log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
-    sigma = flat(run.idata, "sigma")[:, None]
+    sigma = row_sigma(run.idata, run.spec, design, seed=seed)
     y, censored = observe(qid, lik)
     ll = pointwise_logp(y[None, :], censored[None, :], log_mu, sigma, lik, NUMPY)
     s = ll.shape[0]
@@ -357,8 +357,8 @@ def score_rows(run: Run, frame: pd.DataFrame, *, seed: int, prob: float = CI_PRO
         joint[rows], khat[rows], mcse[rows] = joint_elpd(ll[:, rows].sum(axis=1))
     # A new measurement's draws, exactly as predict() makes them for this seed: one standardised
     # residual per posterior draw, shared by all rows.
-    noise = sigma[:, 0] * draw_residuals(lik, np.random.default_rng([seed, 1]), (s,))
-    draws = log_mu + noise[:, None]
+    noise = draw_residuals(lik, np.random.default_rng([seed, 1]), (s,))
+    draws = log_mu + noise[:, None] * sigma
     lower, upper = np.exp(np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0))
     bands = band_scores(draws, np.log(np.where(censored, lik.censor_below, qid)), censored,
                         float(np.log(lik.censor_below)), prob=prob)

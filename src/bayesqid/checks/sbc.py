@@ -106,6 +106,10 @@ def draw_truth(spec: ModelSpec, design: Design, rng: np.random.Generator) -> dic
     for name in spec.recipe_shifts:
         truth[name] = float(spec.prior(name).draw(rng, 1)[0])
     truth["sigma"] = float(spec.likelihood.sigma.draw(rng, 1)[0])
+    by = spec.likelihood.sigma_by
+    if by is not None:
+        truth[sd_name(by, "log_sigma")] = float(spec.likelihood.sigma_sd.draw(rng, 1)[0])
+        truth[z_name(by, "log_sigma")] = rng.standard_normal(len(design.levels[by]))
     return truth
 
 
@@ -141,7 +145,11 @@ def simulate_qid(spec: ModelSpec, design: Design, truth: Mapping[str, Any], rng:
     """
     log_mu = truth_log_mu(spec, design, truth, rng, shift)
     eps = draw_residuals(spec.likelihood, rng, (design.n_rows,))
-    return np.exp(log_mu + truth["sigma"] * eps)
+    sigma = truth["sigma"]
+    by = spec.likelihood.sigma_by
+    if by is not None:  # the design's own levels: SBC simulates the rows it fits
+        sigma = sigma * np.exp(truth[sd_name(by, "log_sigma")] * truth[z_name(by, "log_sigma")][design.codes[by]])
+    return np.exp(log_mu + sigma * eps)
 
 
 # --- ranked quantities -------------------------------------------------------------------------

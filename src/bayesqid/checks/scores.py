@@ -23,7 +23,7 @@ from bayesqid.constants import CI_PROB, DEFAULT_SEED
 from bayesqid.data.design import build_design
 from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.questions.predict import default_grid, predict
-from bayesqid.sampling.draws import flat, n_samples, row_log_mu
+from bayesqid.sampling.draws import n_samples, row_log_mu, row_sigma
 from bayesqid.sampling.run import Run
 
 #: Pareto k above which a Monte Carlo mean over draws is unreliable (Vehtari et al., PSIS).
@@ -286,10 +286,10 @@ def stacked_table(runs: dict[str, Run], weights: dict[str, float], *, grid: pd.D
 
 def _predictive_draws(run: Run, grid: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Log law-mean and log new-measurement draws (samples x rows), as :func:`predict` makes them."""
-    noise = flat(run.idata, "sigma") * draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]),
-                                                      (n_samples(run.idata),))
-    log_mu = row_log_mu(run.idata, run.spec, build_design(grid, run.levels), seed=seed)
-    return log_mu, log_mu + noise[:, None]
+    noise = draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]), (n_samples(run.idata),))
+    design = build_design(grid, run.levels)
+    log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
+    return log_mu, log_mu + noise[:, None] * row_sigma(run.idata, run.spec, design, seed=seed)
 
 
 def _weighted_quantiles(draws: np.ndarray, weights: np.ndarray, q: np.ndarray) -> np.ndarray:

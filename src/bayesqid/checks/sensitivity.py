@@ -58,6 +58,10 @@ def log_prior(run: Run) -> xr.Dataset:
             z_prior = stats.norm(0.0, 1.0) if nu is None else stats.t(nu)
             terms[z_name(eff.group, p)] = term(z_name(eff.group, p), z_prior)
     terms["sigma"] = term("sigma", spec.likelihood.sigma.to_scipy())
+    by = spec.likelihood.sigma_by
+    if by is not None:
+        terms[sd_name(by, "log_sigma")] = term(sd_name(by, "log_sigma"), spec.likelihood.sigma_sd.to_scipy())
+        terms[z_name(by, "log_sigma")] = term(z_name(by, "log_sigma"), stats.norm(0.0, 1.0))
     return xr.Dataset(terms)
 
 

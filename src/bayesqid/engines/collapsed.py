@@ -76,6 +76,8 @@ def collapsible(spec: ModelSpec) -> str | None:
     for eff in spec.effects:
         if eff.nu:
             return f"effects.{eff.group} has Student-t offsets (nu), not Normal ones"
+    if spec.likelihood.sigma_by is not None:
+        return f"the residual scale varies by {spec.likelihood.sigma_by} (likelihood.sigma_by)"
     return None
 
 

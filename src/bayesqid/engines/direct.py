@@ -113,6 +113,8 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
     order = np.argsort(censored, kind="stable")
     n_exact = int((~censored).sum())
     codes = {g: c[order] for g, c in design.codes.items()}
+    by = spec.likelihood.sigma_by
+    scale_codes = None if by is None else codes[by]  # per row, before rows are aggregated
     x_rows = {k: v[order] for k, v in design.x.items()}
     # Recipe columns are per-row covariates too: part of a design point's identity.
     x_rows |= {f"recipe:{c}": design.recipe[c][order] for _p, c in spec.recipe_terms}
@@ -154,8 +156,17 @@ def build_model(spec: ModelSpec, design: Design, qid: np.ndarray) -> pm.Model:
         if inverse is not None:
             log_mu = log_mu[inverse]
         sigma = lik.sigma.to_pymc("sigma")
-        t = (pt.as_tensor_variable(y) - log_mu) / sigma
-        logp = (std_logpdf(t[:n_exact], lik, TENSOR).sum() - n_exact * pt.log(sigma)
+        if scale_codes is None:
+            t = (pt.as_tensor_variable(y) - log_mu) / sigma
+            log_scale = n_exact * pt.log(sigma)
+        else:
+            # One scale per level: log sigma_g = log sigma + sd * z_g (non-centred).
+            sd_s = lik.sigma_sd.to_pymc(sd_name(by, "log_sigma"))
+            z_s = pm.Normal(z_name(by, "log_sigma"), 0.0, 1.0, dims=by)
+            log_row = pt.log(sigma) + sd_s * z_s[scale_codes]
+            t = (pt.as_tensor_variable(y) - log_mu) / pt.exp(log_row)
+            log_scale = log_row[:n_exact].sum()
+        logp = (std_logpdf(t[:n_exact], lik, TENSOR).sum() - log_scale
                 + std_logcdf(t[n_exact:], lik, TENSOR).sum())
         # A Potential rather than an observed variable: the censored/uncensored mixture has no
         # PyMC distribution, and predictions and log-likelihoods are computed on the draws by

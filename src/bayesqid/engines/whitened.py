@@ -45,7 +45,7 @@ from bayesqid.engines.linear import (
 from bayesqid.engines.ops.rowlogp import row_logp
 from bayesqid.engines.ops.whiten import whiten, whiten_batch
 from bayesqid.engines.sampler import SAMPLERS, SamplerConfig, nutpie_sample, quiet_sampling
-from bayesqid.lang.effects import OBSERVED, lam_name, sd_name
+from bayesqid.lang.effects import OBSERVED, lam_name, sd_name, z_name
 from bayesqid.lang.likelihood import NUMPY, observe, std_logcdf, std_logpdf
 from bayesqid.lang.spec import Likelihood, ModelSpec
 
@@ -57,8 +57,11 @@ WHITE = "theta_white"
 #: Name of the standardised log residual scale (internal: not kept in traces).
 WHITE_SIGMA = "sigma_white"
 
+#: Name of the standardised log residual scales of the levels of ``likelihood.sigma_by``.
+WHITE_LEVELS = "sigma_levels_white"
+
 #: The sampler's internal coordinates, dropped from saved runs.
-INTERNAL = (WHITE, WHITE_SIGMA)
+INTERNAL = (WHITE, WHITE_SIGMA, WHITE_LEVELS)
 
 #: Weight of a censored row in the Gaussian stand-in: a left-censored Normal observation near
 #: its limit carries about 0.64 of an exact one's information, far below it almost none.
@@ -94,6 +97,9 @@ class WhiteData:
     sigma_loc, sigma_scale : ndarray ()
         Centre and width of ``log sigma`` under the stand-in: ``log sigma = sigma_loc +
         sigma_scale * s`` with ``s`` the sampled coordinate.
+    level_loc, level_scale : ndarray (levels,)
+        The same for each level's ``log sigma`` when the residual scale varies by a group
+        (``likelihood.sigma_by``); one unused entry otherwise.
     """
 
     y: np.ndarray
@@ -103,11 +109,17 @@ class WhiteData:
     sxy: np.ndarray
     sigma_loc: np.ndarray
     sigma_scale: np.ndarray
+    level_loc: np.ndarray
+    level_scale: np.ndarray
 
-    def as_data(self) -> dict[str, np.ndarray]:
-        """Values of the model's data containers."""
-        return {"y": self.y, "exact": self.exact, "censored": self.censored, "sxx": self.sxx,
-                "sxy": self.sxy, "sigma_loc": self.sigma_loc, "sigma_scale": self.sigma_scale}
+    def as_data(self, by_level: bool = False) -> dict[str, np.ndarray]:
+        """Values of the model's data containers (``by_level``: a scale per level of a group,
+        whose model reads the level scales instead of ``sigma_scale``)."""
+        out = {"y": self.y, "exact": self.exact, "censored": self.censored, "sxx": self.sxx,
+               "sxy": self.sxy, "sigma_loc": self.sigma_loc}
+        if by_level:
+            return out | {"level_loc": self.level_loc, "level_scale": self.level_scale}
+        return out | {"sigma_scale": self.sigma_scale}
 
 
 #: Iterations of the pilot fit that places the Gaussian stand-in (converged to ~1e-6 in ~10 on
@@ -116,7 +128,8 @@ PILOT_ITERATIONS = 12
 
 
 def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.ndarray,
-              use: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+              use: np.ndarray, group: np.ndarray | None = None,
+              n_levels: int = 1) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Per-row weights and pseudo-values of the Gaussian stand-in, and the pilot's ``sigma``: a
     Laplace approximation of every row's likelihood term at a pilot fit (iteratively
     reweighted least squares).
@@ -129,6 +142,14 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
     tracks the posterior's; with fixed weights and censored rows placed at the resolution, the
     stand-in's bias grew with the data (measured: min ESS 141, 18, 11 for the reference design
     replicated x1, x10, x100). The pilot uses no parameter, so the map stays exact.
+
+    With a residual scale per level of a group (``group``: every row's level; the spec's
+    ``likelihood.sigma_by``, ``n_levels`` of them) the pilot estimates one scale per level
+    too, and the returned weights carry each row's ``(sigma / sigma_level)^2``: the map is then
+    scaled by the one pooled ``sigma`` while a noisy level's rows still count for less.
+
+    Returns the weights, the pseudo-values, the pooled ``sigma`` (the levels' geometric mean)
+    and every level's scale (levels without exact rows in the fit get the pooled one).
     """
     lik = spec.likelihood
     p = system.n_cols
@@ -142,17 +163,26 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
     weight = np.where(cens, CENSORED_WEIGHT, exact_weight(lik)) * use
     pseudo = y.copy()
     sigma = float(lik.sigma.to_scipy().median())
+    group = np.zeros(len(y), np.int64) if group is None else np.asarray(group, np.int64)
+    ratio = np.ones(max(int(n_levels), int(group.max(initial=0)) + 1))  # sigma_level / sigma
     for _ in range(PILOT_ITERATIONS):
-        sxx = gram(system.idx, system.val * np.sqrt(weight)[:, None], p)
-        sxy = np.bincount(system.idx.ravel(), (system.val * (weight * pseudo)[:, None]).ravel(), minlength=p)
+        scaled = weight / ratio[group] ** 2
+        sxx = gram(system.idx, system.val * np.sqrt(scaled)[:, None], p)
+        sxy = np.bincount(system.idx.ravel(), (system.val * (scaled * pseudo)[:, None]).ravel(), minlength=p)
         a = sxx / sigma**2
         a[np.diag_indices(p)] += lam
         theta = np.linalg.solve(a, lam * system.m0 + sxy / sigma**2)
         mu = (theta[system.idx] * system.val).sum(axis=1)
         if exact.any():
-            resid = y[exact] - mu[exact]
-            sigma = max(float(np.sqrt((weight[exact] * resid**2).sum() / exact.sum())), 1e-3)
-        t = (y - mu) / sigma
+            sq = np.where(exact, weight * (y - mu) ** 2, 0.0)
+            n_level = np.bincount(group, exact, minlength=len(ratio))
+            level = np.sqrt(np.bincount(group, sq, minlength=len(ratio)) / np.maximum(n_level, 1))
+            # The pooled scale is the levels' geometric mean (the population median the model
+            # samples); a level with no exact rows keeps it.
+            measured = n_level > 0
+            sigma = max(float(np.exp(np.log(np.maximum(level[measured], 1e-3)).mean())), 1e-3)
+            ratio = np.where(measured, np.maximum(level, 1e-3) / sigma, 1.0)
+        t = (y - mu) / (sigma * ratio[group])
         dlogpdf = -t if lik.kind == "normal" else -(lik.nu + 1.0) * t / (lik.nu + t * t)
         weight = np.where(exact, 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + t * t), 0.0)
         if cens.any():
@@ -160,11 +190,11 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
             g = np.exp(std_logpdf(t[cens], lik, NUMPY) - std_logcdf(t[cens], lik, NUMPY))
             curvature = np.maximum(g * (g - dlogpdf[cens]), 1e-3)
             weight[cens] = curvature
-            pseudo[cens] = mu[cens] - sigma * g / curvature
-    return weight, pseudo, sigma
+            pseudo[cens] = mu[cens] - sigma * ratio[group][cens] * g / curvature
+    return weight / ratio[group] ** 2, pseudo, sigma, sigma * ratio
 
 
-def log_sigma_width(spec: ModelSpec, n_exact: int) -> float:
+def log_sigma_width(spec: ModelSpec, n_exact: Any) -> Any:
     """Rough posterior width of ``log sigma``: ``1 / sqrt(1 + I)`` with ``I`` the Fisher
     information of ``n_exact`` exactly measured rows (``2 nu / (nu + 3)`` each for Student-t,
     2 for Normal); never wider than the prior-scale 1 when there are few rows.
@@ -177,29 +207,38 @@ def log_sigma_width(spec: ModelSpec, n_exact: int) -> float:
     """
     lik = spec.likelihood
     per_row = 2.0 if lik.kind == "normal" else 2.0 * lik.nu / (lik.nu + 3.0)
-    return float(1.0 / np.sqrt(1.0 + per_row * n_exact))
+    width = 1.0 / np.sqrt(1.0 + per_row * np.asarray(n_exact, float))
+    return float(width) if width.ndim == 0 else width
 
 
 def white_data(spec: ModelSpec, system: LinearSystem, qid: np.ndarray,
-               rows: np.ndarray | None = None) -> WhiteData:
-    """The containers' values for measurements ``qid`` on the rows where ``rows`` is True."""
+               rows: np.ndarray | None = None, group: np.ndarray | None = None,
+               n_levels: int = 1) -> WhiteData:
+    """The containers' values for measurements ``qid`` on the rows where ``rows`` is True
+    (``group``: every row's level of ``likelihood.sigma_by``, one of ``n_levels``)."""
     y, censored = observe(np.asarray(qid, dtype=float), spec.likelihood)
     use = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
-    weight, pseudo, sigma = stand_in(spec, system, y, censored, use)
+    n_levels = 1 if group is None else int(n_levels)
+    weight, pseudo, sigma, level_sigma = stand_in(spec, system, y, censored, use, group, n_levels)
     sxx = gram(system.idx, system.val * np.sqrt(weight)[:, None], system.n_cols)
     sxy = np.bincount(system.idx.ravel(), (system.val * (weight * pseudo)[:, None]).ravel(),
                       minlength=system.n_cols)
     exact = use & ~censored
+    level_exact = np.bincount(np.zeros(len(y), np.int64) if group is None else group, exact,
+                              minlength=n_levels)
     return WhiteData(y, exact.astype(float), (use & censored).astype(float), sxx, sxy,
-                     np.asarray(np.log(sigma)), np.asarray(log_sigma_width(spec, int(exact.sum()))))
+                     np.asarray(np.log(sigma)), np.asarray(log_sigma_width(spec, int(exact.sum()))),
+                     np.log(level_sigma), np.atleast_1d(log_sigma_width(spec, level_exact)))
 
 
 def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str, tuple[str, ...]],
-                         data: WhiteData) -> pm.Model:
-    """The whitened PyMC model of ``spec``; data live in containers swapped between fits."""
+                         data: WhiteData, sigma_group: np.ndarray | None = None) -> pm.Model:
+    """The whitened PyMC model of ``spec``; data live in containers swapped between fits.
+
+    ``sigma_group``: every template row's level of ``likelihood.sigma_by`` (needed with it)."""
     lik = spec.likelihood
     with pm.Model(coords={g: list(v) for g, v in levels.items()}) as model:
-        box = {k: pm.Data(k, v) for k, v in data.as_data().items()}
+        box = {k: pm.Data(k, v) for k, v in data.as_data(lik.sigma_by is not None).items()}
         sds, lams, parts = {}, {}, [pt.as_tensor_variable(system.pop_precision)]
         for b in system.effect_blocks:
             eff = spec.effect(b.group)
@@ -213,15 +252,36 @@ def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str
                 lams[b] = pm.InverseGamma(lam_name(b.group, b.param), alpha=nu / 2, beta=nu / 2,
                                           dims=b.group)
                 parts.append(sds[b] ** -2 / lams[b])
-        # log sigma = loc + scale * s, centred and scaled by the stand-in (log_sigma_width): the
-        # prior enters below with this map's log-Jacobian, log(scale) + log(sigma).
-        log_sigma = box["sigma_loc"] + box["sigma_scale"] * pm.Flat(WHITE_SIGMA)
-        sigma = pt.exp(log_sigma)  # recovered from the draws by coefficients(), as theta is
-        u = pm.Flat(WHITE, shape=system.n_cols)
-        theta, log_jac = whiten(pt.concatenate(parts), sigma**-2, u, box["sxx"], box["sxy"], system.m0)[:2]
         sigma_prior = lik.sigma
-        prior = (log_jac + pm.logp(sigma_prior.family.pymc.dist(**sigma_prior.args), sigma)
-                 + pt.log(box["sigma_scale"]) + log_sigma)
+        if lik.sigma_by is None:
+            # log sigma = loc + scale * s, centred and scaled by the stand-in (log_sigma_width):
+            # the prior enters below with this map's log-Jacobian, log(scale) + log(sigma).
+            log_sigma = box["sigma_loc"] + box["sigma_scale"] * pm.Flat(WHITE_SIGMA)
+            sigma = pt.exp(log_sigma)  # recovered from the draws by coefficients(), as theta is
+            row_scales, scale_group, w = sigma, None, sigma**-2
+            scale_prior = (pm.logp(sigma_prior.family.pymc.dist(**sigma_prior.args), sigma)
+                           + pt.log(box["sigma_scale"]) + log_sigma)
+        else:
+            # One scale per level, each well identified by its own rows: sampled centred, as
+            # log sigma_g = loc_g + scale_g * s_g (the stand-in's level scales and Fisher widths),
+            # with the hierarchical prior log sigma_g ~ Normal(log sigma, sd) and the map's
+            # log-Jacobian log(scale_g). (Non-centred, the population sigma and the z_g formed a
+            # ridge: ESS 41 in a 1000-draw fit.) The coefficients' map uses the stand-in's pooled
+            # scale, a constant: any fixed stand-in keeps the map exact.
+            by = lik.sigma_by
+            log_levels = box["level_loc"] + box["level_scale"] * pm.Flat(WHITE_LEVELS, dims=by)
+            sigma = sigma_prior.to_pymc("sigma")
+            sd_s = lik.sigma_sd.to_pymc(sd_name(by, "log_sigma"))
+            z_s = (log_levels - pt.log(sigma)) / sd_s
+            pm.Deterministic(z_name(by, "log_sigma"), z_s, dims=by)
+            row_scales = pt.exp(log_levels)
+            scale_group = pt.as_tensor_variable(np.asarray(sigma_group, np.int64))
+            w = pt.exp(-2.0 * box["sigma_loc"])
+            scale_prior = (-0.5 * (z_s**2).sum() - z_s.shape[0] * (pt.log(sd_s) + HALF_LOG_2PI)
+                           + pt.log(box["level_scale"]).sum())
+        u = pm.Flat(WHITE, shape=system.n_cols)
+        theta, log_jac = whiten(pt.concatenate(parts), w, u, box["sxx"], box["sxy"], system.m0)[:2]
+        prior = log_jac + scale_prior
         for b in system.blocks:
             values = theta[b.start:b.start + b.size]
             if b.group is None:
@@ -237,7 +297,8 @@ def build_whitened_model(spec: ModelSpec, system: LinearSystem, levels: dict[str
         pm.Potential("whitened_prior", prior)
         # One fused loop over the rows (bayesqid.rowlogp): masks rather than row slices keep
         # the shapes of every fit on the template equal, so one compiled model serves them all.
-        logp = row_logp(lik, theta, sigma, box["y"], box["exact"], box["censored"], system.idx, system.val)
+        logp = row_logp(lik, theta, row_scales, box["y"], box["exact"], box["censored"], system.idx,
+                        system.val, scale_group)
         pm.Potential(OBSERVED, logp)
     return model
 
@@ -247,9 +308,14 @@ def coefficients(posterior: xr.Dataset, system: LinearSystem, data: WhiteData,
     """``sigma`` and the coefficients of every draw, from its whitened values and scales, under
     the uncollapsed model's names (population coefficients and ``z_<group>_<param>``)."""
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
-    sigma = np.exp(data.sigma_loc + data.sigma_scale * flat_draws(posterior, WHITE_SIGMA))
+    if WHITE_SIGMA in posterior:
+        sigma = np.exp(data.sigma_loc + data.sigma_scale * flat_draws(posterior, WHITE_SIGMA))
+        w = sigma**-2
+    else:  # scales per level: sigma is a model variable, the map used the pooled stand-in scale
+        sigma = flat_draws(posterior, "sigma")
+        w = np.full(len(sigma), float(np.exp(-2.0 * data.sigma_loc)))
     lam, sd = posterior_precisions(posterior, system)
-    theta = whiten_batch(lam, sigma**-2, flat_draws(posterior, WHITE), data.sxx, data.sxy, system.m0)
+    theta = whiten_batch(lam, w, flat_draws(posterior, WHITE), data.sxx, data.sxy, system.m0)
     out = {"sigma": xr.DataArray(sigma.reshape(shape), dims=("chain", "draw"))}
     return out | named_coefficients(theta, sd, system, levels, shape)
 
@@ -266,6 +332,9 @@ class WhitenedEngine:
         self.spec = spec
         self.design = design
         self.system = linear_system(spec, design)
+        by = spec.likelihood.sigma_by
+        self.sigma_group = None if by is None else np.asarray(design.codes[by], np.int64)
+        self.n_sigma_levels = 1 if by is None else len(design.levels[by])
         self._compiled: Any = None
 
     def _nutpie_model(self, data: Any) -> Any:
@@ -273,19 +342,21 @@ class WhitenedEngine:
         import nutpie
 
         if self._compiled is None:
-            model = build_whitened_model(self.spec, self.system, self.design.levels, data)
-            self._compiled = nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])
-        return self._compiled.with_data(**data.as_data())
+            model = build_whitened_model(self.spec, self.system, self.design.levels, data, self.sigma_group)
+            keep = [v.name for v in (*model.free_RVs, *model.deterministics)]
+            self._compiled = nutpie.compile_pymc_model(model, var_names=keep)
+        return self._compiled.with_data(**data.as_data(self.spec.likelihood.sigma_by is not None))
 
     def sample(self, cfg: SamplerConfig, qid: np.ndarray, rows: np.ndarray | None = None) -> az.InferenceData:
         """Posterior of the spec on ``rows`` of the template with measurements ``qid``."""
-        data = white_data(self.spec, self.system, qid, rows)
+        data = white_data(self.spec, self.system, qid, rows, self.sigma_group, self.n_sigma_levels)
         # One BLAS thread: see CollapsedEngine.sample.
         with threadpool_limits(limits=1, user_api="blas"), quiet_sampling():
             if cfg.sampler == "nutpie":
                 raw = nutpie_sample(self._nutpie_model(data), cfg)
             else:
-                model = build_whitened_model(self.spec, self.system, self.design.levels, data)
+                model = build_whitened_model(self.spec, self.system, self.design.levels, data,
+                                             self.sigma_group)
                 raw = SAMPLERS[cfg.sampler](model, cfg)
             posterior = getattr(raw, "posterior", None)
             if posterior is None or posterior.sizes.get("draw", 0) != cfg.draws:

@@ -108,13 +108,23 @@ class Likelihood:
         QiD resolution in nats. Measured QiD below it (zero and negative included) enters
         as the left-censored observation ``log QiD < log(censor_below)``.
     sigma : Prior
-        Prior of the residual scale on the log scale.
+        Prior of the residual scale on the log scale (with ``sigma_by``: of the median scale
+        over that group's levels).
+    sigma_by : str or None
+        A grouping factor (:data:`bayesqid.constants.GROUPS`) whose levels each get their own
+        residual scale, ``log sigma_g = log sigma + sd * z_g`` with ``z_g ~ Normal(0, 1)``
+        (variables ``sd_<group>_log_sigma`` and ``z_<group>_log_sigma``); a new level draws
+        its scale from that population. None (default): one scale for every row.
+    sigma_sd : Prior
+        Prior of ``sd``, the spread of ``log sigma_g`` over levels (used with ``sigma_by``).
     """
 
     kind: str = "student_t"
     nu: int = 4
     censor_below: float = DEFAULT_CENSOR_BELOW
     sigma: Prior = field(default_factory=lambda: halfnormal(1.0))
+    sigma_by: str | None = None
+    sigma_sd: Prior = field(default_factory=lambda: halfnormal(0.5))
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,12 @@ class ModelSpec:
         if not lik.sigma.family.positive:
             raise SpecError(f"spec {self.name!r}: likelihood.sigma needs a positive prior, "
                             f"got {lik.sigma.dist!r}")
+        if lik.sigma_by is not None and lik.sigma_by not in GROUPS:
+            raise SpecError(f"spec {self.name!r}: likelihood.sigma_by: unknown group {lik.sigma_by!r}; "
+                            f"known: {list(GROUPS)}")
+        if not lik.sigma_sd.family.positive:
+            raise SpecError(f"spec {self.name!r}: likelihood.sigma_sd needs a positive prior, "
+                            f"got {lik.sigma_sd.dist!r}")
 
     @property
     def law_obj(self) -> Law:
@@ -283,6 +299,9 @@ class ModelSpec:
                 "nu": self.likelihood.nu,
                 "censor_below": self.likelihood.censor_below,
                 "sigma": self.likelihood.sigma.to_dict(),
+                # Only when set: specs with one residual scale keep their stored JSON.
+                **({"sigma_by": self.likelihood.sigma_by, "sigma_sd": self.likelihood.sigma_sd.to_dict()}
+                   if self.likelihood.sigma_by else {}),
             },
             "effects": {
                 e.group: {"params": list(e.params),
@@ -315,7 +334,8 @@ class ModelSpec:
         name = _typed(raw, "name", str, where)
         law = _typed(raw, "law", str, where)
         lik_raw = raw.get("likelihood", {})
-        _check_keys(lik_raw, {"kind", "nu", "censor_below", "sigma"}, f"{where}: likelihood")
+        _check_keys(lik_raw, {"kind", "nu", "censor_below", "sigma", "sigma_by", "sigma_sd"},
+                    f"{where}: likelihood")
         default = Likelihood()
         likelihood = Likelihood(
             kind=_typed(lik_raw, "kind", str, f"{where}: likelihood", default.kind),
@@ -324,6 +344,9 @@ class ModelSpec:
                                       default.censor_below)),
             sigma=(Prior.from_dict(lik_raw["sigma"], where=f"{where}: likelihood.sigma")
                    if "sigma" in lik_raw else default.sigma),
+            sigma_by=_typed(lik_raw, "sigma_by", str, f"{where}: likelihood", None),
+            sigma_sd=(Prior.from_dict(lik_raw["sigma_sd"], where=f"{where}: likelihood.sigma_sd")
+                      if "sigma_sd" in lik_raw else default.sigma_sd),
         )
         effects = []
         eff_raw = raw.get("effects", {})

@@ -25,7 +25,7 @@ from bayesqid.data.design import NEW_LEVEL, build_design
 from bayesqid.errors import BayesqidError
 from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.questions.grid import grid
-from bayesqid.sampling.draws import chunks, flat, n_samples, row_log_mu
+from bayesqid.sampling.draws import chunks, n_samples, row_log_mu, row_sigma
 from bayesqid.sampling.run import Run
 
 #: Columns added by :func:`predict`, in order.
@@ -81,8 +81,7 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
     # One standardised residual per posterior draw, shared by all rows: each row's predictive
     # band is then independent of its position in the grid and of chunking.
-    noise = flat(run.idata, "sigma") * draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]),
-                                                      (n_samples(run.idata),))
+    noise = draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]), (n_samples(run.idata),))
     grid = grid.reset_index(drop=True)
     bands = np.empty((len(grid), 6))
     new_levels = np.empty(len(grid), dtype=object)
@@ -93,7 +92,7 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
         # is several times faster than along a strided first axis.
         log_mu = np.ascontiguousarray(row_log_mu(run.idata, run.spec, design, seed=seed).T)
         bands[rows, 0:3] = np.exp(np.quantile(log_mu, q, axis=1)).T
-        log_mu += noise[None, :]
+        log_mu += noise[None, :] * row_sigma(run.idata, run.spec, design, seed=seed).T
         bands[rows, 3:6] = np.exp(np.quantile(log_mu, q, axis=1)).T
         varied = {e.group for e in run.spec.effects}
         new_levels[rows] = [

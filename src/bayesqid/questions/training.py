@@ -29,7 +29,7 @@ from bayesqid.errors import DataError
 from bayesqid.lang.likelihood import NUMPY, observe, pointwise_logp
 from bayesqid.questions.inverse import check_prob, check_range, new_levels
 from bayesqid.questions.predict import NEW_FAMILY
-from bayesqid.sampling.draws import flat, n_samples, row_theta
+from bayesqid.sampling.draws import n_samples, row_sigma, row_theta
 from bayesqid.sampling.run import Run
 
 #: Columns of a measurements table (``group_size``, ``model`` and ``source`` optional).
@@ -219,7 +219,8 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
     law = run.spec.law_obj
     log_d = np.log(10.0**log10_d / TOKENS_SCALE)
     y, censored = observe(frame["qid"].to_numpy(float), run.spec.likelihood)
-    sigma = flat(run.idata, "sigma")[:, None, None]
+    # Residual scales per (draw, copy row), or one column when every row shares one scale.
+    sigma = row_sigma(run.idata, run.spec, copies, seed=seed)
     per = max(1, CHUNK // n_grid)  # measurements per chunk: memory ~ draws x CHUNK doubles
     log_like = np.full(n_grid, -np.inf)
     draw_weight = []
@@ -230,7 +231,8 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
             cols = slice(j * n_meas + m.start, j * n_meas + m.stop)
             x = {key: v[cols, None] for key, v in copies.x.items()} | {"log_d": log_d}
             log_mu = law.log_mu(x, {p: v[:, cols, None] for p, v in theta.items()})
-            lp = pointwise_logp(y[m, None], censored[m, None], log_mu, sigma, run.spec.likelihood, NUMPY)
+            scale = (sigma if sigma.shape[1] == 1 else sigma[:, cols])[:, :, None]
+            lp = pointwise_logp(y[m, None], censored[m, None], log_mu, scale, run.spec.likelihood, NUMPY)
             ll += lp.sum(axis=1)
         log_like = np.logaddexp(log_like, logsumexp(ll, axis=0))
         draw_weight.append(logsumexp(ll, axis=1))

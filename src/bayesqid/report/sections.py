@@ -21,7 +21,7 @@ from bayesqid.questions.predict import NEW_FAMILY, default_grid, predict
 from bayesqid.report import figures
 from bayesqid.report.html import Section, SectionBuilder, escape, fmt, img, interval_label, table_html, values
 from bayesqid.sampling.diagnostics import MAX_DIVERGENCES, MAX_RHAT, MIN_BFMI, MIN_ESS
-from bayesqid.sampling.draws import flat, row_log_mu
+from bayesqid.sampling.draws import flat, row_log_mu, row_sigma
 from bayesqid.sampling.run import Run
 
 #: Known family shown beside a new one in the 100T figure, when the run has it.
@@ -168,7 +168,7 @@ def replicate(run: Run, frame: pd.DataFrame) -> np.ndarray:
     design = build_design(frame, run.levels)
     log_mu = row_log_mu(run.idata, run.spec, design, seed=run.seed)
     rng = np.random.default_rng([run.seed, 2])
-    sigma = flat(run.idata, "sigma")[:, None]
+    sigma = row_sigma(run.idata, run.spec, design, seed=run.seed)
     return log_mu + sigma * draw_residuals(run.spec.likelihood, rng, log_mu.shape)
 
 

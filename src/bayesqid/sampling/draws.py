@@ -156,10 +156,33 @@ def _linear_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, 
     return out.T
 
 
+def row_sigma(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> np.ndarray:
+    """Residual scale of every (draw, row): shape (samples, rows), or (samples, 1) when every
+    row shares one scale.
+
+    With ``likelihood.sigma_by`` a row's scale is ``sigma * exp(sd * z[level])``; an unseen
+    level draws ``z`` from Normal(0, 1) per draw, stable per label and seed as its law effects
+    are (:func:`row_theta`), so all rows of one new family share one scale per draw.
+    """
+    sigma = flat(idata, "sigma")
+    by = spec.likelihood.sigma_by
+    if by is None:
+        return sigma[:, None]
+    sd = flat(idata, sd_name(by, "log_sigma"))
+    z = flat(idata, z_name(by, "log_sigma"))
+    codes = design.codes[by]
+    labels = design.labels[by]
+    log_scale = sd[:, None] * z[:, np.where(codes == NEW_LEVEL, 0, codes)]
+    for lab in sorted({str(lab) for lab, c in zip(labels, codes, strict=True) if c == NEW_LEVEL}):
+        rows = (codes == NEW_LEVEL) & (labels == lab)
+        log_scale[:, rows] = (sd * _new_level_z(lab, by, "log_sigma", seed, len(sd)))[:, None]
+    return sigma[:, None] * np.exp(log_scale)
+
+
 def log_likelihood(idata: az.InferenceData, spec: ModelSpec, design: Design, qid: np.ndarray) -> xr.Dataset:
     """Pointwise log-likelihood (chain, draw, obs) of the observed rows, for LOO and WAIC."""
     log_mu = row_log_mu(idata, spec, design, seed=0)
-    sigma = flat(idata, "sigma")[:, None]
+    sigma = row_sigma(idata, spec, design, seed=0)
     y, censored = observe(qid, spec.likelihood)
     ll = pointwise_logp(y[None, :], censored[None, :], log_mu, sigma, spec.likelihood, NUMPY)
     chains, draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]

@@ -3,12 +3,13 @@
 For a law linear in its coefficients each row's log-mean is ``x_i' theta`` with ``x_i`` sparse
 (population columns and one level per effect: ``k`` non-zeros). :class:`RowLogp` computes::
 
-    logp = sum_i exact_i (f(t_i) - log sigma) + censored_i F(t_i),   t_i = (y_i - x_i' theta) / sigma
+    logp = sum_i exact_i (f(t_i) - log s_i) + censored_i F(t_i),   t_i = (y_i - x_i' theta) / s_i
 
-(``f``, ``F``: log density and log CDF of the standardised residual, :mod:`bayesqid.likelihood`)
-and its gradient in ``theta`` and ``sigma`` in one pass over the rows::
+(``f``, ``F``: log density and log CDF of the standardised residual, :mod:`bayesqid.likelihood`;
+``s_i = sigma[group_i]``: one residual scale, or one per level of a grouping factor) and its
+gradient in ``theta`` and ``sigma`` in one pass over the rows::
 
-    d logp / d theta = -sum_i x_i g_i / sigma,   d logp / d sigma = -sum_i (g_i t_i + exact_i) / sigma
+    d logp / d theta = -sum_i x_i g_i / s_i,   d logp / d sigma_j = -sum_{i: group_i = j} (g_i t_i + exact_i) / s_i
 
 with ``g_i = f'(t_i)`` or ``F'(t_i) = exp(f(t_i) - F(t_i))``. Why fused: as a PyTensor graph
 with per-row masks (one compiled model for every fit of a template, whatever rows are
@@ -43,23 +44,32 @@ def _terms(t: Any, exact: Any, censored: Any, lik: Likelihood, ops: Ops, exp: An
     return value, exact * dpdf + censored * exp(logpdf - logcdf)
 
 
-def row_logp_numpy(theta: np.ndarray, sigma: float, y: np.ndarray, exact: np.ndarray,
-                   censored: np.ndarray, idx: np.ndarray, val: np.ndarray,
-                   lik: Likelihood) -> tuple[float, np.ndarray, float]:
-    """``(logp, d_theta, d_sigma)`` for the rows; rows with both masks 0 do not count."""
-    t = (y - (theta[idx] * val).sum(axis=1)) / sigma
+def row_logp_numpy(theta: np.ndarray, sigma: np.ndarray, y: np.ndarray, exact: np.ndarray,
+                   censored: np.ndarray, idx: np.ndarray, val: np.ndarray, lik: Likelihood,
+                   group: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(logp, d_theta, d_sigma)`` for the rows; rows with both masks 0 do not count.
+
+    ``sigma`` is one scale (a scalar or a length-1 array) or one per level of ``group`` (the
+    level of every row); ``d_sigma`` has ``sigma``'s length.
+    """
+    sigma = np.atleast_1d(np.asarray(sigma, float))
+    group = np.zeros(len(y), np.int64) if group is None else group
+    s = sigma[group]
+    t = (y - (theta[idx] * val).sum(axis=1)) / s
     value, g = _terms(t, exact, censored, lik, NUMPY, np.exp)
-    logp = float(value.sum() - exact.sum() * np.log(sigma))
-    d_theta = np.bincount(idx.ravel(), (val * (-g / sigma)[:, None]).ravel(), minlength=len(theta))
-    d_sigma = float(-(g * t).sum() / sigma - exact.sum() / sigma)
+    logp = float(value.sum() - (exact * np.log(s)).sum())
+    d_theta = np.bincount(idx.ravel(), (val * (-g / s)[:, None]).ravel(), minlength=len(theta))
+    d_sigma = np.bincount(group, -(g * t + exact) / s, minlength=len(sigma))
     return logp, d_theta, d_sigma
 
 
 class RowLogp(Op):
-    """``(theta, sigma, y, exact, censored, idx, val) -> (logp, d_theta, d_sigma)``.
+    """``(theta, sigma, y, exact, censored, idx, val, group) -> (logp, d_theta, d_sigma)``.
 
-    ``kind`` and ``nu`` are the likelihood's (Op properties, so compiled code is specific to
-    them). Data inputs are ordinary tensors, usually shared variables swapped between fits.
+    ``sigma`` is a vector of residual scales and ``group`` the index into it of every row
+    (all zeros for one scale). ``kind`` and ``nu`` are the likelihood's (Op properties, so
+    compiled code is specific to them). Data inputs are ordinary tensors, usually shared
+    variables swapped between fits.
     """
 
     __props__ = ("kind", "nu")
@@ -73,17 +83,17 @@ class RowLogp(Op):
         """The (standardised) likelihood this Op computes."""
         return Likelihood(kind=self.kind, nu=int(self.nu) if self.kind == "student_t" else 4)
 
-    def make_node(self, theta, sigma, y, exact, censored, idx, val) -> Apply:
-        inputs = [pt.as_tensor_variable(v) for v in (theta, sigma, y, exact, censored, idx, val)]
-        return Apply(self, inputs, [pt.dscalar(), inputs[0].type(), pt.dscalar()])
+    def make_node(self, theta, sigma, y, exact, censored, idx, val, group) -> Apply:
+        inputs = [pt.as_tensor_variable(v) for v in (theta, sigma, y, exact, censored, idx, val, group)]
+        return Apply(self, inputs, [pt.dscalar(), inputs[0].type(), inputs[1].type()])
 
     def perform(self, node: Apply, inputs: list[Any], output_storage: list[list[Any]]) -> None:
-        theta, sigma, y, exact, censored, idx, val = inputs
-        logp, d_theta, d_sigma = row_logp_numpy(theta, float(sigma), y, exact, censored, idx, val,
-                                                self.likelihood)
+        theta, sigma, y, exact, censored, idx, val, group = inputs
+        logp, d_theta, d_sigma = row_logp_numpy(theta, sigma, y, exact, censored, idx, val,
+                                                self.likelihood, group)
         output_storage[0][0] = np.asarray(logp)
         output_storage[1][0] = d_theta
-        output_storage[2][0] = np.asarray(d_sigma)
+        output_storage[2][0] = d_sigma
 
     def L_op(self, inputs, outputs, output_grads):
         g = output_grads[0]
@@ -96,10 +106,16 @@ class RowLogp(Op):
 
 
 def row_logp(lik: Likelihood, theta: Any, sigma: Any, y: Any, exact: Any, censored: Any, idx: Any,
-             val: Any) -> Any:
-    """The log-likelihood of ``lik`` over the rows, as a PyTensor scalar."""
+             val: Any, group: Any = None) -> Any:
+    """The log-likelihood of ``lik`` over the rows, as a PyTensor scalar.
+
+    ``sigma``: a scalar (one residual scale) or a vector indexed by ``group`` (per-row levels).
+    """
+    if group is None:
+        sigma = pt.reshape(pt.as_tensor_variable(sigma), (1,))
+        group = pt.zeros(pt.as_tensor_variable(y).shape[0], dtype="int64")
     return RowLogp(lik.kind, lik.nu if lik.kind == "student_t" else 0)(
-        theta, sigma, y, exact, censored, idx, val)[0]
+        theta, sigma, y, exact, censored, idx, val, group)[0]
 
 
 def _scalar_terms(kind: str, nu: float) -> Any:
@@ -156,29 +172,26 @@ def _register_numba() -> None:
         terms = _scalar_terms(op.kind, op.nu)
 
         @numba_njit(fastmath=False)
-        def row_logp_numba(theta, sigma_arr, y, exact, censored, idx, val):
-            sigma = sigma_arr.item()
+        def row_logp_numba(theta, sigma_vec, y, exact, censored, idx, val, group):
             n, k = idx.shape
             logp = 0.0
-            n_exact = 0.0
             d_theta = np.zeros(theta.shape[0])
-            d_sigma = 0.0
+            d_sigma = np.zeros(sigma_vec.shape[0])
+            log_sigma = np.log(sigma_vec)
             for i in range(n):
                 if exact[i] == 0.0 and censored[i] == 0.0:
                     continue
+                sigma = sigma_vec[group[i]]
                 mu = 0.0
                 for j in range(k):
                     mu += theta[idx[i, j]] * val[i, j]
                 t = (y[i] - mu) / sigma
                 value, g = terms(t, censored[i] != 0.0)
-                logp += value
-                n_exact += exact[i]
+                logp += value - exact[i] * log_sigma[group[i]]
                 for j in range(k):
                     d_theta[idx[i, j]] -= val[i, j] * g / sigma
-                d_sigma -= g * t / sigma
-            logp -= n_exact * math.log(sigma)
-            d_sigma -= n_exact / sigma
-            return np.asarray(logp), d_theta, np.asarray(d_sigma)
+                d_sigma[group[i]] -= (g * t + exact[i]) / sigma
+            return np.asarray(logp), d_theta, d_sigma
 
         return row_logp_numba, source_key(_scalar_terms, _funcify)
 
@@ -198,12 +211,13 @@ def _register_jax() -> None:
         ops = Ops(jnp.where, jnp.log, jnp.log1p, jnp.sqrt, log_ndtr)
         lik = op.likelihood
 
-        def row_logp_jax(theta, sigma, y, exact, censored, idx, val):
+        def row_logp_jax(theta, sigma_vec, y, exact, censored, idx, val, group):
+            sigma = sigma_vec[group]
             t = (y - (theta[idx] * val).sum(axis=1)) / sigma
             value, g = _terms(t, exact, censored, lik, ops, jnp.exp)
             d_theta = jnp.zeros_like(theta).at[idx.ravel()].add((val * (-g / sigma)[:, None]).ravel())
-            return (value.sum() - exact.sum() * jnp.log(sigma), d_theta,
-                    -(g * t).sum() / sigma - exact.sum() / sigma)
+            d_sigma = jnp.zeros_like(sigma_vec).at[group].add(-(g * t + exact) / sigma)
+            return value.sum() - (exact * jnp.log(sigma)).sum(), d_theta, d_sigma
 
         return row_logp_jax
 
