@@ -17,6 +17,7 @@ import bayesqid as bq
 from bayesqid.checks import sbc
 from bayesqid.cli import main
 from bayesqid.data.design import build_design
+from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.errors import BayesqidError
 from bayesqid.report.attached import sbc_section
 from bayesqid.report.builder import build_report
@@ -243,3 +244,29 @@ def test_sbc_fails_for_a_misspecified_simulator(reference, default_spec, tmp_pat
     flagged = set(result.tests.loc[result.tests["flagged"], "quantity"])
     assert "gamma" in flagged, result.tests.to_string()
     assert result.verdict.startswith("SBC verdict: FAIL")
+
+
+def test_truth_and_simulation_with_student_t_offsets_and_a_scale_per_family(default_spec, tiny):
+    """Student-t offsets draw their truths from the Student-t; a residual scale per family draws its sd and z and
+    simulates each family's rows with its own scale (Normal offsets and one scale: the same
+    numbers from the generator as before)."""
+    from dataclasses import replace
+
+    design = build_design(tiny.frame)
+    spec = replace(default_spec, likelihood=replace(default_spec.likelihood, sigma_by="family"),
+                   effects=tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e
+                                 for e in default_spec.effects))
+    truth = sbc.draw_truth(spec, design, np.random.default_rng(2))
+    assert truth["sd_family_log_sigma"] > 0 and truth["z_family_log_sigma"].shape == (3,)
+    base = sbc.draw_truth(default_spec, design, np.random.default_rng(2))
+    assert "sd_family_log_sigma" not in base
+    np.testing.assert_array_equal(base["z_family_alpha"], truth["z_family_alpha"])  # Normal: unchanged
+    # beta's offsets come from draw_z's Student-t (its distribution is tested in test_draws).
+    assert not np.array_equal(base["z_family_beta"], truth["z_family_beta"])
+    # Zero residuals but for one family: the simulation's spread is that family's scale alone.
+    truth |= {"z_family_log_sigma": np.array([3.0, 0.0, 0.0]), "sd_family_log_sigma": 1.0}
+    log_q = np.log(sbc.simulate_qid(spec, design, truth, np.random.default_rng(0)))
+    mu = sbc.truth_log_mu(spec, design, truth, np.random.default_rng(0))  # draws nothing: no new levels
+    eps = draw_residuals(spec.likelihood, np.random.default_rng(0), (design.n_rows,))
+    scale = truth["sigma"] * np.exp(np.where(design.codes["family"] == 0, 3.0, 0.0))
+    np.testing.assert_allclose(log_q, mu + scale * eps, rtol=1e-9)

@@ -98,3 +98,22 @@ def test_cli_bad_run_is_one_line_exit_2(tmp_path, capsys):
     assert "not a readable NetCDF run" in one_line(capsys.readouterr().err)
     assert main(["sensitivity", str(tmp_path / "missing.nc")]) == 2
     assert "does not exist" in one_line(capsys.readouterr().err)
+
+
+def test_log_prior_of_student_t_offsets_and_scales_per_family(reference, default_spec):
+    """Student-t offsets enter with their marginal Student-t prior on z; a residual scale per
+    family adds its sd's prior and the z's Normal one."""
+    from dataclasses import replace
+
+    from conftest import make_mock_run
+
+    spec = replace(default_spec, likelihood=replace(default_spec.likelihood, sigma_by="family"),
+                   effects=tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e
+                                 for e in default_spec.effects))
+    run = make_mock_run(reference, spec, draws=20)
+    lp = sensitivity.log_prior(run)
+    assert {"sd_family_log_sigma", "z_family_log_sigma"} <= set(lp.data_vars)
+    z = run.idata.posterior["z_family_beta"].values
+    np.testing.assert_allclose(lp["z_family_beta"].values, stats.t(3).logpdf(z).sum(axis=-1), rtol=1e-12)
+    z_s = run.idata.posterior["z_family_log_sigma"].values
+    np.testing.assert_allclose(lp["z_family_log_sigma"].values, stats.norm.logpdf(z_s).sum(axis=-1), rtol=1e-12)

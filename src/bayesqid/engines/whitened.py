@@ -122,6 +122,9 @@ class WhiteData:
         return out | {"sigma_scale": self.sigma_scale}
 
 
+#: Pseudo-rows at the pooled mean square that each level's scale is shrunk with in the pilot.
+LEVEL_PRIOR_ROWS = 5.0
+
 #: Iterations of the pilot fit that places the Gaussian stand-in (converged to ~1e-6 in ~10 on
 #: the reference data; the stand-in only has to be close, not exact).
 PILOT_ITERATIONS = 12
@@ -174,14 +177,23 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
         theta = np.linalg.solve(a, lam * system.m0 + sxy / sigma**2)
         mu = (theta[system.idx] * system.val).sum(axis=1)
         if exact.any():
-            sq = np.where(exact, weight * (y - mu) ** 2, 0.0)
-            n_level = np.bincount(group, exact, minlength=len(ratio))
-            level = np.sqrt(np.bincount(group, sq, minlength=len(ratio)) / np.maximum(n_level, 1))
-            # The pooled scale is the levels' geometric mean (the population median the model
-            # samples); a level with no exact rows keeps it.
-            measured = n_level > 0
-            sigma = max(float(np.exp(np.log(np.maximum(level[measured], 1e-3)).mean())), 1e-3)
-            ratio = np.where(measured, np.maximum(level, 1e-3) / sigma, 1.0)
+            resid = y[exact] - mu[exact]
+            pooled_sq = float((weight[exact] * resid**2).sum() / exact.sum())
+            if len(ratio) == 1:
+                sigma = float(np.sqrt(pooled_sq))
+            else:
+                sq = np.where(exact, weight * (y - mu) ** 2, 0.0)
+                # Each level's mean square, shrunk towards the pooled one by LEVEL_PRIOR_ROWS
+                # pseudo-rows (a level with two rows must not set a scale of ~0); the pooled
+                # scale is the measured levels' geometric mean, the population median the
+                # model samples. A level with no exact rows in the fit keeps it.
+                n_level = np.bincount(group, exact, minlength=len(ratio))
+                level = np.sqrt((np.bincount(group, sq, minlength=len(ratio)) + LEVEL_PRIOR_ROWS * pooled_sq)
+                                / (n_level + LEVEL_PRIOR_ROWS))
+                measured = n_level > 0
+                sigma = float(np.exp(np.log(level[measured]).mean()))
+                ratio = np.where(measured, level / sigma, 1.0)
+            sigma = max(sigma, 1e-3)
         t = (y - mu) / (sigma * ratio[group])
         dlogpdf = -t if lik.kind == "normal" else -(lik.nu + 1.0) * t / (lik.nu + t * t)
         weight = np.where(exact, 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + t * t), 0.0)
