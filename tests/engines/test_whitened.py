@@ -354,7 +354,7 @@ def test_stand_in_is_exact_for_normal_rows_and_places_censored_rows_below_resolu
     system = linear_system(normal, design)
     y, censored = observe(qid, normal.likelihood)
     use = np.arange(len(y)) % 7 != 0
-    weight, pseudo, _ = stand_in(normal, system, y, censored, use)
+    weight, pseudo, _, _ = stand_in(normal, system, y, censored, use)
     exact = use & ~censored
     # Normal rows: the stand-in is the likelihood itself (then u's conditional is exactly N(0, I)).
     assert np.all(weight[exact] == 1.0) and np.array_equal(pseudo[exact], y[exact])
@@ -362,11 +362,22 @@ def test_stand_in_is_exact_for_normal_rows_and_places_censored_rows_below_resolu
     cens = use & censored
     assert np.all(pseudo[cens] < y[cens]) and np.all((weight[cens] > 0) & (weight[cens] < 1))
     student = bq.load_spec()
-    weight_t, _, _ = stand_in(student, linear_system(student, design), y, censored, use)
+    system_t = linear_system(student, design)
+    weight_t, _, sigma_t, _ = stand_in(student, system_t, y, censored, use)
     # Student-t rows are down-weighted by their residual (IRLS): outliers count less.
     nu = student.likelihood.nu
     assert np.all(weight_t[exact] > 0) and np.all(weight_t[exact] <= (nu + 1) / nu)
     assert weight_t[exact].min() < 0.2
+    # A scale per family: the pilot's level scales follow the families' residuals (OPT's RTN
+    # cliffs above OLMo's checkpoints), their geometric mean is the pooled scale, and every row's
+    # weight carries (sigma / sigma_level)^2.
+    family = design.codes["family"]
+    levels = list(design.levels["family"])
+    _, _, sigma_f, level = stand_in(student, system_t, y, censored, use, family, len(levels))
+    assert level[levels.index("OPT")] > 2 * level[levels.index("OLMo")]
+    assert sigma_f == pytest.approx(np.exp(np.log(level).mean()))
+    single, _, _, _ = stand_in(student, system_t, y, censored, use, np.zeros(len(y), np.int64), 1)
+    np.testing.assert_array_equal(single, weight_t)  # one level: the one-scale stand-in, bit for bit
 
 
 def test_log_sigma_is_centred_and_scaled_by_the_stand_in(reference):

@@ -67,14 +67,15 @@ def _level_effects(name: str, sd: Any, centred: np.ndarray, dims: str, lam: Any 
     offsets as a scale mixture) the offsets' scale is ``sd * sqrt(lam)`` instead of ``sd``.
     """
     u = pm.Normal(f"u_{name}", 0.0, 1.0, dims=dims)
-    root = 1.0 if lam is None else pt.sqrt(lam)
+    # Normal offsets keep the plain graph (no "* 1"): a seed gives the draws it always gave.
+    z_nc = u if lam is None else u * pt.sqrt(lam)
     if not centred.any():
-        return pm.Deterministic(name, u * root, dims=dims)
+        return pm.Deterministic(name, z_nc, dims=dims)
     mask = pt.as_tensor_variable(centred)
-    scale = sd * root
+    scale = sd if lam is None else sd * pt.sqrt(lam)
     swap = -pt.log(scale) - 0.5 * (u / scale) ** 2 + 0.5 * u**2
     pm.Potential(f"centring_{name}", pt.switch(mask, swap, 0.0).sum())
-    return pm.Deterministic(name, pt.switch(mask, u / sd, u * root), dims=dims)
+    return pm.Deterministic(name, pt.switch(mask, u / sd, z_nc), dims=dims)
 
 
 #: Aggregate repeated design points when there are fewer than this fraction of distinct ones.
