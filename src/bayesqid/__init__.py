@@ -16,7 +16,8 @@ the names a notebook needs, so none needs a private import.
 from __future__ import annotations
 
 from bayesqid.checks.compare import Comparison, compare, load_comparison
-from bayesqid.checks.sbc import SBCResult, load_sbc, run_sbc, tiny_design
+from bayesqid.checks.sbc import SBCResult, load_sbc, run_sbc
+from bayesqid.checks.simulate import tiny_design
 from bayesqid.checks.sensitivity import prior_sensitivity
 from bayesqid.constants import CI_PROB, DEFAULT_SEED, package_version
 from bayesqid.data.dataset import Dataset, load_grid, load_table, validate

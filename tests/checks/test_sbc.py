@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import bayesqid as bq
-from bayesqid.checks import sbc
+from bayesqid.checks import sbc, simulate
 from bayesqid.cli import main
 from bayesqid.data.design import build_design
 from bayesqid.lang.likelihood import draw_residuals
@@ -30,7 +30,7 @@ SYNC = "synchronous"
 
 @pytest.fixture(scope="module")
 def tiny(reference) -> bq.Dataset:
-    return sbc.tiny_design(reference)
+    return simulate.tiny_design(reference)
 
 
 # --- simulator ---------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def test_tiny_design_is_a_subsample(reference, tiny):
 
 def test_truth_is_named_like_the_fitted_variables(mock_run, default_spec, tiny):
     design = build_design(tiny.frame)
-    truth = sbc.draw_truth(default_spec, design, np.random.default_rng(0))
+    truth = simulate.draw_truth(default_spec, design, np.random.default_rng(0))
     post = mock_run.idata.posterior
     assert set(truth) <= set(post.data_vars)
     for name, value in truth.items():
@@ -63,8 +63,8 @@ def test_simulation_is_seeded_and_shift_changes_only_the_data(default_spec, tiny
 
     def once(shift=None):
         rng = np.random.default_rng(5)
-        truth = sbc.draw_truth(default_spec, design, rng)
-        return truth, sbc.simulate_qid(default_spec, design, truth, rng, shift)
+        truth = simulate.draw_truth(default_spec, design, rng)
+        return truth, simulate.simulate_qid(default_spec, design, truth, rng, shift)
 
     (t1, q1), (_, q2), (t3, q3) = once(), once(), once({"gamma": 2.0})
     assert np.array_equal(q1, q2) and (q1 > 0).all()
@@ -226,7 +226,7 @@ CONTROL_SEED = 20261122
 @pytest.mark.slow
 def test_sbc_passes_for_the_correct_model(reference, default_spec, tmp_path):
     """Prior, simulator and model agree: no quantity may be flagged (false-alarm rate <= 1%)."""
-    result = sbc.run_sbc(default_spec, sbc.tiny_design(reference), TINY_SAMPLER, replicates=10,
+    result = sbc.run_sbc(default_spec, simulate.tiny_design(reference), TINY_SAMPLER, replicates=10,
                          seed=CONTROL_SEED, out=tmp_path, n_workers=2)
     assert result.summary["failed"] == 0
     assert result.passed, result.verdict + "\n" + result.tests.to_string()
@@ -238,7 +238,7 @@ def test_sbc_fails_for_a_misspecified_simulator(reference, default_spec, tmp_pat
     recorded truth the prior draw. The family and quantizer exponent effects absorb part of the
     shift (with +2, the posterior moved by ~1.3 on average and 12 replicates only just failed),
     but not most of it: the truth then sits below nearly every posterior draw of gamma."""
-    result = sbc.run_sbc(default_spec, sbc.tiny_design(reference), TINY_SAMPLER, replicates=10,
+    result = sbc.run_sbc(default_spec, simulate.tiny_design(reference), TINY_SAMPLER, replicates=10,
                          seed=CONTROL_SEED, out=tmp_path, n_workers=2, shift={"gamma": 6.0})
     assert not result.passed, result.verdict
     flagged = set(result.tests.loc[result.tests["flagged"], "quantity"])
@@ -256,17 +256,17 @@ def test_truth_and_simulation_with_student_t_offsets_and_a_scale_per_family(defa
     spec = replace(default_spec, likelihood=replace(default_spec.likelihood, sigma_by="family"),
                    effects=tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e
                                  for e in default_spec.effects))
-    truth = sbc.draw_truth(spec, design, np.random.default_rng(2))
+    truth = simulate.draw_truth(spec, design, np.random.default_rng(2))
     assert truth["sd_family_log_sigma"] > 0 and truth["z_family_log_sigma"].shape == (3,)
-    base = sbc.draw_truth(default_spec, design, np.random.default_rng(2))
+    base = simulate.draw_truth(default_spec, design, np.random.default_rng(2))
     assert "sd_family_log_sigma" not in base
     np.testing.assert_array_equal(base["z_family_alpha"], truth["z_family_alpha"])  # Normal: unchanged
     # beta's offsets come from draw_z's Student-t (its distribution is tested in test_draws).
     assert not np.array_equal(base["z_family_beta"], truth["z_family_beta"])
     # Zero residuals but for one family: the simulation's spread is that family's scale alone.
     truth |= {"z_family_log_sigma": np.array([3.0, 0.0, 0.0]), "sd_family_log_sigma": 1.0}
-    log_q = np.log(sbc.simulate_qid(spec, design, truth, np.random.default_rng(0)))
-    mu = sbc.truth_log_mu(spec, design, truth, np.random.default_rng(0))  # draws nothing: no new levels
+    log_q = np.log(simulate.simulate_qid(spec, design, truth, np.random.default_rng(0)))
+    mu = simulate.truth_log_mu(spec, design, truth, np.random.default_rng(0))  # draws nothing: no new levels
     eps = draw_residuals(spec.likelihood, np.random.default_rng(0), (design.n_rows,))
     scale = truth["sigma"] * np.exp(np.where(design.codes["family"] == 0, 3.0, 0.0))
     np.testing.assert_allclose(log_q, mu + scale * eps, rtol=1e-9)

@@ -59,7 +59,7 @@ from bayesqid.errors import BayesqidError, ConvergenceWarning, RunError
 from bayesqid.lang.likelihood import NUMPY, draw_residuals, observe, pointwise_logp
 from bayesqid.lang.spec import ModelSpec, load_spec
 from bayesqid.outputs import write_atomic, write_csv
-from bayesqid.sampling.draws import flat, log_likelihood, row_log_mu, row_sigma
+from bayesqid.sampling.draws import log_likelihood, row_log_mu, row_sigma
 from bayesqid.sampling.refit import derive_seed, refitter_for
 from bayesqid.sampling.run import Run, load_run
 
