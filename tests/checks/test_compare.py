@@ -22,6 +22,7 @@ import pytest
 
 import bayesqid as bq
 import bayesqid.checks.compare as cmp
+from bayesqid.checks import folds
 from bayesqid.checks.fanout import Task, result_path, run_tasks
 from bayesqid.cli import main
 from bayesqid.data.design import build_design
@@ -128,7 +129,7 @@ def test_tables_are_tidy_and_complete(reference_result, inputs):
 
 def test_extrapolation_mask_holds_out_larger_tokens(inputs):
     data = inputs["dataset"]
-    train = cmp.extrapolation_mask(data, 0.5)
+    train = folds.extrapolation_mask(data, 0.5)
     frame = data.frame.assign(train=train)
     for fam, rows in frame.groupby("family"):
         if rows["tokens"].nunique() > 1:
@@ -137,7 +138,7 @@ def test_extrapolation_mask_holds_out_larger_tokens(inputs):
         else:
             assert rows["train"].nunique() == 1, fam
     with pytest.raises(BayesqidError, match="quantile"):
-        cmp.extrapolation_mask(data, 1.5)
+        folds.extrapolation_mask(data, 1.5)
 
 
 def test_new_family_scoring_shares_one_effect_per_draw(reference_result, inputs):

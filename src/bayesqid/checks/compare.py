@@ -10,8 +10,9 @@ seen, and larger training-token counts D than it was fitted on? Three scores ans
 - **extrapolation**: refits on the rows below a token quantile, predicting the larger-D rest.
 
 Every fit (full and per fold) goes through :func:`bayesqid.refit.refitter_for` and is fanned
-out with :func:`bayesqid.fanout.run_tasks`; fold tasks return small tidy frames computed on the
-worker, stored as they finish, so an interrupted comparison resumes where it stopped.
+out with :func:`bayesqid.fanout.run_tasks`; fold tasks (:mod:`bayesqid.checks.folds`) return
+small tidy frames computed on the worker, stored as they finish, so an interrupted comparison
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -21,19 +22,24 @@ import json
 import os
 import re
 import tempfile
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp
 
 from bayesqid.checks.fanout import Outcome, Task, run_tasks
+from bayesqid.checks.folds import (
+    DEFAULT_QUANTILE,
+    extrapolation_mask,
+    extrapolation_task,
+    full_fit_task,
+    logo_fold_task,
+    logo_masks,
+)
 from bayesqid.checks.scores import (
     Fold,
     empty_extrapolation,
@@ -42,36 +48,26 @@ from bayesqid.checks.scores import (
     extrapolation_totals,
     fold_rows,
     format_summary,
-    joint_elpd,
     logo_table,
     logo_totals,
     loo_table,
     sharpness_totals,
     stacked_table,
 )
-from bayesqid.checks.sharpness import band_scores
 from bayesqid.constants import CI_PROB, DEFAULT_SEED, OBS
 from bayesqid.data.dataset import Dataset
 from bayesqid.data.design import build_design
 from bayesqid.data.sources import load_dataset
 from bayesqid.engines.sampler import SamplerConfig
-from bayesqid.errors import BayesqidError, ConvergenceWarning, RunError
-from bayesqid.lang.likelihood import NUMPY, draw_residuals, observe, pointwise_logp
+from bayesqid.errors import BayesqidError, RunError
 from bayesqid.lang.spec import ModelSpec, load_spec
 from bayesqid.outputs import write_atomic, write_csv
-from bayesqid.sampling.draws import log_likelihood, row_log_mu, row_sigma
-from bayesqid.sampling.refit import derive_seed, refitter_for
+from bayesqid.sampling.draws import log_likelihood
+from bayesqid.sampling.refit import derive_seed
 from bayesqid.sampling.run import Run, load_run
 
 #: Cross-validation schemes that refit (PSIS-LOO and WAIC come with every comparison).
 CV_SCHEMES: tuple[str, ...] = ("loo", "logo", "extrapolate")
-
-#: Default share of each family's rows (by training tokens) that the extrapolation split fits on.
-DEFAULT_QUANTILE = 0.75
-
-#: Label given to a held-out family, so that it can never match a fitted level.
-HELD_OUT = "held-out:"
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -204,42 +200,7 @@ def _check_cv(cv: Iterable[str]) -> tuple[str, ...]:
     return ("loo", *[c for c in chosen if c != "loo"])
 
 
-# --- folds -------------------------------------------------------------------------------------
-
-
-def logo_masks(dataset: Dataset) -> dict[str, np.ndarray]:
-    """Training masks of leave-one-family-out: family -> rows of every other family."""
-    family = dataset.frame["family"].astype(str).to_numpy()
-    return {f: family != f for f in sorted(set(family))}
-
-
-def extrapolation_mask(dataset: Dataset, quantile: float = DEFAULT_QUANTILE) -> np.ndarray:
-    """Training mask of the extrapolation split: rows whose D is at or below a token quantile.
-
-    A family measured at several D is split at the ``quantile`` of its own rows' D (at least its
-    largest D is held out, its smallest kept), so the fit must extrapolate that family to larger
-    D. A family measured at one D is kept or held out whole, by comparing its D with the
-    ``quantile`` of all rows' D; held out, it is predicted as a family never seen.
-    """
-    if not 0 < quantile < 1:
-        raise BayesqidError(f"token quantile must be in (0, 1), got {quantile!r}")
-    frame = dataset.frame
-    tokens = frame["tokens"].to_numpy(float)
-    family = frame["family"].astype(str).to_numpy()
-    cut_all = float(np.quantile(tokens, quantile))
-    train = np.ones(len(frame), dtype=bool)
-    for fam in set(family):
-        rows = family == fam
-        values = np.unique(tokens[rows])
-        if len(values) == 1:
-            train[rows] = values[0] <= cut_all
-            continue
-        cut = min(float(np.quantile(tokens[rows], quantile)), float(values[-2]))
-        train[rows] = tokens[rows] <= cut
-    if train.all() or not train.any():
-        raise BayesqidError(f"the token quantile {quantile} leaves no rows to "
-                            f"{'predict' if train.all() else 'fit'}; choose another --quantile")
-    return train
+# --- task keys -------------------------------------------------------------------------------
 
 
 def _safe(text: str) -> str:
@@ -255,118 +216,6 @@ def _settings_hash(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, see
     cfg = replace(config, seed=0, cores=1, progress=False)
     text = json.dumps([spec.to_json(), dataset.sha256, repr(cfg), int(seed), *map(repr, extra)])
     return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-# --- worker-side task functions ------------------------------------------------------------------
-
-
-def full_fit_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int) -> pd.DataFrame:
-    """Fit ``spec`` on all rows; return the run as NetCDF bytes in a one-row frame.
-
-    The pointwise log-likelihood is left out (it is most of the bytes) and recomputed from the
-    posterior where the run is read back (:func:`_decode_run`).
-    """
-    run = _fit(spec, dataset, config, seed, rows=None)
-    idata = run.idata
-    slim = az.InferenceData(**{g: idata[g] for g in idata.groups() if g != "log_likelihood"})
-    slim.attrs.update(idata.attrs)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "run.nc"
-        slim.to_netcdf(str(path), engine="h5netcdf")
-        blob = path.read_bytes()
-    return pd.DataFrame({"spec": [spec.name], "run_netcdf": [blob],
-                         "gate_passed": [run.diagnostics.passed]})
-
-
-def logo_fold_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
-                   seed: int, family: str, prob: float = CI_PROB) -> pd.DataFrame:
-    """Fit without ``family`` (``mask`` = training rows), score its rows as a new family.
-
-    Returns one row per held-out row: ``elpd`` (its own log predictive density), ``covered``
-    (inside the ``prob`` new-measurement interval) and ``elpd_joint`` (the family's joint log
-    predictive density, repeated on each of its rows).
-    """
-    run = _fit(spec, dataset, config, seed, rows=mask)
-    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
-    label = HELD_OUT + family
-    if label in run.levels["family"]:  # cannot happen with real data; guards the promise
-        raise BayesqidError(f"held-out label {label!r} is a fitted family")
-    held["family"] = label
-    scores = score_rows(run, held, seed=seed, prob=prob)
-    return scores.assign(spec=spec.name, fold=family, family=family,
-                         gate_passed=run.diagnostics.passed)
-
-
-def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
-                       seed: int, prob: float = CI_PROB) -> pd.DataFrame:
-    """Fit on the rows below the token split (``mask``), score the rest.
-
-    Held-out rows of fitted families use their family's effects; families held out whole are
-    new to the fit and take the population path. One row per held-out row, as
-    :func:`logo_fold_task`, with ``elpd_joint`` per family and a ``known_family`` flag.
-    """
-    run = _fit(spec, dataset, config, seed, rows=mask)
-    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
-    scores = score_rows(run, held, seed=seed, prob=prob)
-    fitted = set(run.levels["family"])
-    return scores.assign(spec=spec.name, fold="extrapolate", family=held["family"].astype(str).to_numpy(),
-                         known_family=[f in fitted for f in held["family"].astype(str)],
-                         gate_passed=run.diagnostics.passed)
-
-
-def _fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
-         rows: np.ndarray | None) -> Run:
-    with warnings.catch_warnings():
-        # The gate is recorded with every score (gate_passed) rather than warned about per fold.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return refitter_for(spec, dataset, config).fit(seed=seed, rows=rows)
-
-
-def score_rows(run: Run, frame: pd.DataFrame, *, seed: int, prob: float = CI_PROB) -> pd.DataFrame:
-    """Out-of-sample scores of ``frame``'s rows under ``run``.
-
-    Levels the run has not seen take the population path, with one effect per draw shared by
-    all rows of a level (the same draws :func:`bayesqid.predict.predict` uses with ``seed``).
-
-    Returns
-    -------
-    DataFrame
-        Per row: ``row`` (index in the template data), ``qid``, ``censored``, ``elpd``
-        (log-mean over draws of the row's likelihood, censoring included), ``pred_lower``,
-        ``pred_upper`` (the ``prob`` new-measurement interval), ``covered`` (inside it; a
-        censored row counts as covered when the lower bound is below the resolution),
-        ``elpd_joint`` (log-mean over draws of the product over the rows of the row's family),
-        with its Monte Carlo reliability ``joint_khat`` and ``joint_mcse`` (see
-        :func:`joint_elpd`), and the sharpness scores of
-        :func:`bayesqid.checks.sharpness.band_scores` (``covered50``, ``covered80``, ``width``,
-        ``interval_score``, ``crps``).
-    """
-    lik = run.spec.likelihood
-    qid = frame["qid"].to_numpy(float)
-    design = build_design(frame, run.levels)
-    log_mu = row_log_mu(run.idata, run.spec, design, seed=seed)
-    sigma = row_sigma(run.idata, run.spec, design, seed=seed)
-    y, censored = observe(qid, lik)
-    ll = pointwise_logp(y[None, :], censored[None, :], log_mu, sigma, lik, NUMPY)
-    s = ll.shape[0]
-    elpd = logsumexp(ll, axis=0) - np.log(s)
-    family = frame["family"].astype(str).to_numpy()
-    joint, khat, mcse = np.empty(len(frame)), np.empty(len(frame)), np.empty(len(frame))
-    for fam in set(family):
-        rows = family == fam
-        joint[rows], khat[rows], mcse[rows] = joint_elpd(ll[:, rows].sum(axis=1))
-    # A new measurement's draws, exactly as predict() makes them for this seed: one standardised
-    # residual per posterior draw, shared by all rows.
-    noise = draw_residuals(lik, np.random.default_rng([seed, 1]), (s,))
-    draws = log_mu + noise[:, None] * sigma
-    lower, upper = np.exp(np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0))
-    bands = band_scores(draws, np.log(np.where(censored, lik.censor_below, qid)), censored,
-                        float(np.log(lik.censor_below)), prob=prob)
-    out = pd.DataFrame({"row": frame.index.to_numpy(), "qid": qid, "censored": censored, "elpd": elpd,
-                        "pred_lower": lower, "pred_upper": upper,
-                        "covered": bands.pop(f"covered{round(prob * 100)}").to_numpy(),
-                        "elpd_joint": joint, "joint_khat": khat, "joint_mcse": mcse})
-    return pd.concat([out, bands], axis=1)
 
 
 # --- the comparison ------------------------------------------------------------------------------
@@ -405,7 +254,7 @@ def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
     prob : float
         Mass of the predictive intervals whose coverage is reported.
     quantile : float
-        Token quantile of the extrapolation split (:func:`extrapolation_mask`).
+        Token quantile of the extrapolation split (:func:`bayesqid.checks.folds.extrapolation_mask`).
     retries : int
         Extra attempts of a failing fit.
     log : callable, optional
@@ -565,5 +414,5 @@ def load_comparison(out: str | os.PathLike[str]) -> SavedComparison:
                            summary_path.read_text(encoding="utf-8"))
 
 
-__all__ = ["CV_SCHEMES", "Candidate", "Comparison", "SavedComparison", "compare", "extrapolation_mask",
-           "load_comparison", "logo_masks", "resolve_candidates", "score_rows", "stacked_table"]
+__all__ = ["CV_SCHEMES", "Candidate", "Comparison", "SavedComparison", "compare", "load_comparison",
+           "resolve_candidates", "stacked_table"]

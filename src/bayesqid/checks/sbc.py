@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayesqid.checks.simulate import draw_truth, simulate_qid, truth_log_mu
 from bayesqid.constants import DEFAULT_SEED, DEFAULT_TABLE_TOKENS, FAMILY
 from bayesqid.data.dataset import Dataset
 from bayesqid.data.design import Design, build_design
-from bayesqid.checks.simulate import draw_truth, simulate_qid, truth_log_mu
 from bayesqid.engines.sampler import SamplerConfig
 from bayesqid.errors import BayesqidError, ConvergenceWarning
 from bayesqid.lang.effects import sd_name, z_name
@@ -340,7 +340,8 @@ def run_sbc(spec: ModelSpec, dataset: Dataset, config: SamplerConfig | None = No
     spec : ModelSpec
         The model to calibrate.
     dataset : Dataset
-        The design: the reference data for the real check (see :func:`bayesqid.checks.simulate.tiny_design` for a quick one).
+        The design: the reference data for the real check (a quick one:
+        :func:`bayesqid.checks.simulate.tiny_design`).
     config : SamplerConfig, optional
         Sampler settings of every fit (default preset ``"default"``).
     replicates : int

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from bayesqid.data.design import Design
+from bayesqid.lang.effects import lam_name
 from bayesqid.lang.priors import Prior
 from bayesqid.lang.spec import ModelSpec
 
@@ -142,7 +143,7 @@ def posterior_precisions(posterior: xr.Dataset,
     sd = {}
     for b in system.effect_blocks:
         sd[b] = flat_draws(posterior, f"sd_{b.group}_{b.param}")
-        mix = f"lam_{b.group}_{b.param}"
+        mix = lam_name(b.group, b.param)
         scale = flat_draws(posterior, mix) if mix in posterior else 1.0
         lam[:, b.start:b.start + b.size] = sd[b][:, None] ** -2 / scale
     return lam, sd

@@ -48,32 +48,41 @@ def _new_level_z(label: str, group: str, param: str, seed: int, size: int,
     return draw_z(np.random.default_rng([seed, key]), size, nu)
 
 
+def row_z(idata: az.InferenceData, design: Design, group: str, param: str, *, seed: int,
+          nu: float | None = None) -> np.ndarray:
+    """Standardised effects ``z_<group>_<param>`` of every (draw, row): (samples, rows).
+
+    A fitted level's row takes its posterior draws; an unseen level (code
+    :data:`~bayesqid.design.NEW_LEVEL`) draws from the prior (:func:`_new_level_z`: Normal, or
+    Student-t with ``nu``), one value per draw shared by all rows of that label.
+    """
+    z = flat(idata, z_name(group, param))
+    codes = design.codes[group]
+    labels = design.labels[group]
+    out = z[:, np.where(codes == NEW_LEVEL, 0, codes)]
+    for lab in sorted({str(lab) for lab, c in zip(labels, codes, strict=True) if c == NEW_LEVEL}):
+        rows = (codes == NEW_LEVEL) & (labels == lab)
+        out[:, rows] = _new_level_z(lab, group, param, seed, len(z), nu)[:, None]
+    return out
+
+
 def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
               seed: int) -> dict[str, np.ndarray]:
     """Law coefficients of every (draw, row): population value plus the row's group offsets.
 
     Unknown levels (code :data:`~bayesqid.design.NEW_LEVEL`) get effects drawn from the
-    population, ``sd * Normal(0, 1)`` per draw (``sd * StudentT(nu)`` for Student-t offsets). Arrays broadcast to (samples, rows); exposed
-    so that callers which must evaluate the law at per-draw covariates (root finding in
-    :mod:`bayesqid.inverse`) use exactly the draws :func:`row_log_mu` uses.
+    population, ``sd * Normal(0, 1)`` per draw (``sd * StudentT(nu)`` for Student-t offsets;
+    :func:`row_z`). Arrays broadcast to (samples, rows); exposed so that callers which must
+    evaluate the law at per-draw covariates (root finding in :mod:`bayesqid.inverse`) use
+    exactly the draws :func:`row_log_mu` uses.
     """
-    s = n_samples(idata)
     values = {p: flat(idata, p)[:, None] for p in spec.law_obj.param_names}
     offsets = {}
     for eff in spec.effects:
-        codes = design.codes[eff.group]
-        labels = design.labels[eff.group]
-        new_labels = sorted({str(lab) for lab, c in zip(labels, codes, strict=True) if c == NEW_LEVEL})
         for p in eff.params:
             sd = flat(idata, sd_name(eff.group, p))
-            z = flat(idata, z_name(eff.group, p))
-            known = np.where(codes == NEW_LEVEL, 0, codes)
-            off = sd[:, None] * z[:, known]
-            for lab in new_labels:
-                rows = (codes == NEW_LEVEL) & (labels == lab)
-                z_new = _new_level_z(lab, eff.group, p, seed, s, eff.nu_of(p))
-                off[:, rows] = (sd * z_new)[:, None]
-            offsets[(eff.group, p)] = off
+            offsets[(eff.group, p)] = sd[:, None] * row_z(idata, design, eff.group, p, seed=seed,
+                                                          nu=eff.nu_of(p))
     for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
         offsets[(f"recipe:{col}", p)] = flat(idata, name)[:, None] * design.recipe[col][None, :]
     return compose(spec, values, offsets)
@@ -162,21 +171,14 @@ def row_sigma(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed:
 
     With ``likelihood.sigma_by`` a row's scale is ``sigma * exp(sd * z[level])``; an unseen
     level draws ``z`` from Normal(0, 1) per draw, stable per label and seed as its law effects
-    are (:func:`row_theta`), so all rows of one new family share one scale per draw.
+    are (:func:`row_z`), so all rows of one new family share one scale per draw.
     """
     sigma = flat(idata, "sigma")
     by = spec.likelihood.sigma_by
     if by is None:
         return sigma[:, None]
     sd = flat(idata, sd_name(by, "log_sigma"))
-    z = flat(idata, z_name(by, "log_sigma"))
-    codes = design.codes[by]
-    labels = design.labels[by]
-    log_scale = sd[:, None] * z[:, np.where(codes == NEW_LEVEL, 0, codes)]
-    for lab in sorted({str(lab) for lab, c in zip(labels, codes, strict=True) if c == NEW_LEVEL}):
-        rows = (codes == NEW_LEVEL) & (labels == lab)
-        log_scale[:, rows] = (sd * _new_level_z(lab, by, "log_sigma", seed, len(sd)))[:, None]
-    return sigma[:, None] * np.exp(log_scale)
+    return sigma[:, None] * np.exp(sd[:, None] * row_z(idata, design, by, "log_sigma", seed=seed))
 
 
 def log_likelihood(idata: az.InferenceData, spec: ModelSpec, design: Design, qid: np.ndarray) -> xr.Dataset:
