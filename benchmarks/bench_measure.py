@@ -47,7 +47,7 @@ def main() -> None:
 
     import torch
 
-    from bayesqid.lab.measure import measure
+    from bayesqid.measure.qid import measure
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "llama-10m"

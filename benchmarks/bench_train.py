@@ -87,7 +87,7 @@ def main() -> None:
                 rate = lab(model, train, args.steps, args.batch, args.seq_len, device, 1)
             best[name] = max(best[name], rate)
             print(f"round {r + 1}: {name:4s} {rate:10,.0f} tokens/s")
-    from bayesqid.lab.checkpoint import non_embedding_params
+    from bayesqid.measure.checkpoint import non_embedding_params
 
     n = non_embedding_params(build_model("gpt_neox", size, seq_len=args.seq_len, dropout=0.0, seed=0))
     print(f"size {args.size} ({n:,} non-embedding params), batch {args.batch} x seq {args.seq_len}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "bayesqid"
 
 #: Wings bottom to top; a module may import its own wing or any wing below it.
-WINGS = ("floor", "lang", "data", "engines", "sampling", "questions", "checks", "report", "lab",
+WINGS = ("floor", "lang", "data", "engines", "sampling", "questions", "checks", "report", "measure", "lab",
          "cli", "api")
 FLOOR = {"bayesqid.argtypes", "bayesqid.constants", "bayesqid.errors", "bayesqid.outputs"}
 

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bayesqid.argtypes import group_size, interval, positive_int
+from bayesqid.argtypes import group_size, interval, nonnegative_int, positive_int, seed
 from bayesqid.constants import CI_PROB, DEFAULT_SEED, DEFAULT_SPEC
+from bayesqid.errors import BayesqidError, ConvergenceWarning
 
 # The lab's subcommands: these modules import no torch (the extra is checked when they run).
-from bayesqid.lab.commands import add_measure_parser, run_measure
-from bayesqid.lab.lab_commands import add_lab_parser, run_lab
+from bayesqid.lab.command import add_lab_parser, run_lab
+from bayesqid.measure.command import add_measure_parser, run_measure
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=positive_int, default=1000)
     p.add_argument("--tune", type=positive_int, default=SamplerConfig.tune)
     p.add_argument("--chains", type=positive_int, default=4)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--seed", type=seed, default=DEFAULT_SEED)
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="how the posterior is sampled (default auto: whitened for linear laws)")
     p.add_argument("--strict", action="store_true", help="exit 1 if the convergence gate fails")
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append",
                    help="design to simulate on, as for 'fit --data' (default: the bundled reference rows)")
     p.add_argument("--replicates", type=positive_int, default=100, help="simulated datasets (default 100)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every replicate's seeds")
+    p.add_argument("--seed", type=seed, default=DEFAULT_SEED, help="root seed of every replicate's seeds")
     p.add_argument("--scheduler",
                    help="Dask scheduler address, or 'synchronous' (default: a local cluster)")
     p.add_argument("--workers", type=positive_int,
@@ -165,10 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=positive_int, help="override the preset's kept draws per chain")
     p.add_argument("--tune", type=positive_int, help="override the preset's warm-up iterations")
     p.add_argument("--chains", type=positive_int, help="override the preset's chains")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="root seed of every fit's seed")
+    p.add_argument("--seed", type=seed, default=DEFAULT_SEED, help="root seed of every fit's seed")
     p.add_argument("--quantile", type=interval, default=0.75,
                    help="token quantile of the extrapolation split (default 0.75)")
-    p.add_argument("--retries", type=int, default=1, help="extra attempts of a failing fit (default 1)")
+    p.add_argument("--retries", type=nonnegative_int, default=1,
+                   help="extra attempts of a failing fit (default 1)")
     p.add_argument("--interval", type=interval, default=CI_PROB,
                    help=f"predictive interval whose coverage is reported (default {CI_PROB})")
     p.add_argument("--strict", action="store_true",
@@ -212,14 +214,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _check_output(path: str) -> None:
     """Refuse an output path that cannot be written, before any long computation."""
-    from bayesqid.errors import BayesqidError
+    from bayesqid.outputs import check_writable
 
-    target = Path(path)
-    if target.is_dir():
-        raise BayesqidError(f"{target}: is a directory; give a file name for the output")
-    existing = next((p for p in target.parents if p.exists()), Path("."))  # what write_atomic will mkdir in
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise BayesqidError(f"{target}: cannot be written ({existing} is not a writable directory)")
+    check_writable(path)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -323,6 +320,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bayesqid.report.builder import build_report
     from bayesqid.sampling.run import load_run
 
+    _check_output(args.out)  # before the report's figures are drawn
     runs = [load_run(path) for path in args.runs]
     extra = []
     if args.sbc:
@@ -420,16 +418,15 @@ RESUMABLE = ("compare", "sbc", "measure", "lab")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesqid`` command; returns the exit status."""
-    from bayesqid.errors import BayesqidError, ConvergenceWarning
-
-    args = build_parser().parse_args(argv)
     # A kill (SIGTERM) ends the command like Ctrl-C: as a KeyboardInterrupt, so samplers stop,
     # atomic writers remove their temporary files, and the exit is one line with status 130.
     # Both handlers also set a flag that fit checks before saving: the compilers and samplers
     # underneath sometimes swallow the KeyboardInterrupt (numba's callbacks report it as
     # "Exception ignored" and carry on; nutpie returns the draws made so far). Only the main
     # thread may install handlers; a SIGINT that is ignored (nohup, '&') stays ignored; the
-    # previous handlers are restored on return.
+    # previous handlers are restored on return. They go in first, before the parser is built
+    # and before any command imports its libraries: a kill in the first seconds of a command
+    # exits 130 like a later one, not 143.
     global _interrupted
     _interrupted = False
     previous: dict[int, object] = {}
@@ -438,7 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_interrupts(sys.unraisablehook)
+    command = _command_of(sys.argv[1:] if argv is None else argv)  # until the parser has named it
     try:
+        args = build_parser().parse_args(argv)
+        command = args.command
         with warnings.catch_warnings():
             # The gate is printed by the commands themselves.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -448,23 +448,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
             # Other warnings (e.g. duplicated rows kept) print as one line, not file:line + source.
             warnings.showwarning = lambda message, *_a, **_k: print(
-                f"bayesqid {args.command}: warning: {_one_line(message)}", file=sys.stderr)
-            return COMMANDS[args.command](args)
+                f"bayesqid {command}: warning: {_one_line(message)}", file=sys.stderr)
+            return COMMANDS[command](args)
+    except KeyboardInterrupt:
+        kept = ("finished work is kept; rerun the same command to resume" if command in RESUMABLE
+                else "no partial output was written")
+        print(f"{_prog(command)}: interrupted; {kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BayesqidError as err:
-        print(f"bayesqid {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"bayesqid {command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # an output path that cannot be written (permissions, full disk, ...)
-        print(f"bayesqid {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"bayesqid {command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        kept = ("finished work is kept; rerun the same command to resume" if args.command in RESUMABLE
-                else "no partial output was written")
-        print(f"bayesqid {args.command}: interrupted; {kept}", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         sys.unraisablehook = unraisable
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first argument that is one), else None."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def _prog(command: str | None) -> str:
+    """How a message names the program: ``bayesqid fit``, or ``bayesqid`` before a command is known."""
+    return f"bayesqid {command}" if command else "bayesqid"
 
 
 #: Set when SIGINT or SIGTERM arrived during the current command.

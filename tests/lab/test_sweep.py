@@ -162,7 +162,7 @@ def test_bundled_lab_dataset(tmp_path, monkeypatch, finished) -> None:
 
 
 def test_command_line(tmp_path, capsys, config_path) -> None:
-    from bayesqid.lab.lab_commands import add_lab_parser, run_lab
+    from bayesqid.lab.command import add_lab_parser, run_lab
 
     parser = argparse.ArgumentParser()
     add_lab_parser(parser.add_subparsers(dest="command"))

@@ -1,14 +1,14 @@
-"""The lab: measure and train small language models (optional extra: ``pip install 'bayesqid[lab]'``).
+"""The training lab: train small language models under declared recipes and measure them.
 
-Importing this package is light: torch, transformers and safetensors are imported only when a
-lab function runs, and their absence is reported then as one line naming the extra::
+Optional extra: ``pip install 'bayesqid[lab]'``. Importing this package is light: torch,
+transformers and safetensors are imported only when a lab function runs, and their absence is
+reported then as one line naming the extra::
 
-    from bayesqid.lab.measure import measure        # QiD of checkpoints -> rows
-    from bayesqid.lab.measure import measure_model  # the same for one model already in memory
     from bayesqid.lab.sweep import run_lab          # train a sweep of recipes, measure it -> qid.csv
+    from bayesqid.measure import measure            # QiD of checkpoints -> rows (the measure wing)
 
-``measure`` is also the name of its module, so the package itself re-exports only names that
-do not shadow a submodule (``bayesqid.lab.measure`` stays the module); they load on first access.
+``bayesqid.lab.measure`` stays a module (the old home of ``measure``, kept for existing code), so
+the package re-exports only names that do not shadow a submodule; they load on first access.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 #: Public name -> module that defines it (imported on first access).
 _LAZY = {
-    "measure_model": "bayesqid.lab.measure",
-    "LabDependencyError": "bayesqid.lab.deps",
+    "measure_model": "bayesqid.measure.qid",
+    "LabDependencyError": "bayesqid.measure.deps",
     "run_lab": "bayesqid.lab.sweep",  # train + measure a sweep (bayesqid lab run)
     "lab_dataset_path": "bayesqid.lab.sweep",
     "load_lab_dataset": "bayesqid.lab.sweep",

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bayesqid.errors import SpecError
-from bayesqid.lab.plan import METHOD_LABELS
 from bayesqid.lab.schedules import SCHEDULES, Schedule, cooldown_end, wsd_decay_start
+from bayesqid.measure.plan import METHOD_LABELS
 
 __all__ = ["ARCHITECTURES", "METHODS", "PRECISIONS", "SHIPPED", "Corpus", "LabConfig",
            "MeasureSettings", "Recipe", "Size", "load_config", "shipped_path"]

@@ -101,7 +101,7 @@ def run_lab(config: str | Path | LabConfig, out: str | os.PathLike[str], *, sche
         A bad config, an unwritable ``out``, an ``out`` holding another sweep, or failed runs
         (one line naming them; finished runs stay stored for the rerun).
     """
-    from bayesqid.lab.deps import require_lab
+    from bayesqid.measure.deps import require_lab
 
     torch = require_lab("bayesqid lab")
     say = progress or (lambda _line: None)
@@ -151,8 +151,8 @@ def run_one(*, config: LabConfig, size: str, recipe: str, seed: int, out: str, d
     """
     import torch
 
-    from bayesqid.lab.measure import measure
     from bayesqid.lab.train import load_train_text, train_run
+    from bayesqid.measure.qid import measure
 
     torch.set_num_threads(threads)
     say = progress or _stderr
@@ -224,8 +224,8 @@ def _device(torch: Any, wanted: str) -> str:
 
 def _corpus_record(cfg: LabConfig) -> dict[str, dict[str, Any]]:
     """Names, sizes and sha256 of the training, evaluation and calibration texts."""
-    from bayesqid.lab.text import default_corpora, load_corpus
     from bayesqid.lab.train import load_train_text
+    from bayesqid.measure.text import default_corpora, load_corpus
 
     train, sha = load_train_text(cfg.corpus.train, cfg.corpus.train_bytes)
     calib, evals = default_corpora() if "stdlib" in (cfg.corpus.eval, cfg.corpus.calib) else (None, None)

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from bayesqid.errors import DataError
-from bayesqid.lab.checkpoint import METADATA_FILE, non_embedding_params
 from bayesqid.lab.config import LabConfig, Recipe, Size
 from bayesqid.lab.schedules import Schedule, cooldown_end
+from bayesqid.measure.checkpoint import METADATA_FILE, non_embedding_params
 
 __all__ = ["METADATA", "VOCAB", "Checkpoint", "TrainStep", "batch_at", "build_model", "load_train_text",
            "train_run"]

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from bayesqid.errors import DataError
-from bayesqid.lab.plan import Plan, Settings
-from bayesqid.lab.table import ROW_COLUMNS
-from bayesqid.lab.text import Corpus
+from bayesqid.measure.plan import Plan, Settings
+from bayesqid.measure.table import ROW_COLUMNS
+from bayesqid.measure.text import Corpus
 
 if TYPE_CHECKING:
     import torch
 
-    from bayesqid.lab.checkpoint import CheckpointInfo
+    from bayesqid.measure.checkpoint import CheckpointInfo
 
 #: Longest window used when the model does not say its context (and the cap on what it says).
 MAX_SEQ_LEN = 2048
@@ -68,19 +68,19 @@ def run_units(
     """
     import torch
 
-    from bayesqid.lab.activations import (
+    from bayesqid.measure.activations import (
         calibrate,
         get_weight,
         quantizable_linears,
         quantized_inputs,
         set_weight,
     )
-    from bayesqid.lab.checkpoint import non_embedding_params
-    from bayesqid.lab.evaluate import batch_size_for, make_windows, mean_loss
-    from bayesqid.lab.gptq import prepare
-    from bayesqid.lab.methods import METHODS
-    from bayesqid.lab.outliers import outlier_stats
-    from bayesqid.lab.text import load_tokenizer
+    from bayesqid.measure.checkpoint import non_embedding_params
+    from bayesqid.measure.evaluate import batch_size_for, make_windows, mean_loss
+    from bayesqid.measure.gptq import prepare
+    from bayesqid.measure.methods import METHODS
+    from bayesqid.measure.outliers import outlier_stats
+    from bayesqid.measure.text import load_tokenizer
 
     evals, calib = corpora
     config = model.config
@@ -163,7 +163,7 @@ def run_units(
 
 
 def _restore(linears: dict[str, Any], originals: dict[str, Any]) -> None:
-    from bayesqid.lab.activations import set_weight
+    from bayesqid.measure.activations import set_weight
 
     for name, module in linears.items():
         set_weight(module, originals[name])

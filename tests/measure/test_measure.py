@@ -12,13 +12,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import bayesqid as bq  # noqa: E402
-from bayesqid.lab.activations import calibrate, get_weight, quantizable_linears  # noqa: E402
-from bayesqid.lab.evaluate import make_windows  # noqa: E402
-from bayesqid.lab.gptq import gptq_quantize, prepare, reconstruction_error  # noqa: E402
-from bayesqid.lab.measure import measure, measure_model  # noqa: E402
-from bayesqid.lab.rtn import rtn_quantize  # noqa: E402
-from bayesqid.lab.table import ROW_COLUMNS  # noqa: E402
-from bayesqid.lab.text import default_corpora  # noqa: E402
+from bayesqid.measure.activations import calibrate, get_weight, quantizable_linears  # noqa: E402
+from bayesqid.measure.evaluate import make_windows  # noqa: E402
+from bayesqid.measure.gptq import gptq_quantize, prepare, reconstruction_error  # noqa: E402
+from bayesqid.measure.qid import measure, measure_model  # noqa: E402
+from bayesqid.measure.rtn import rtn_quantize  # noqa: E402
+from bayesqid.measure.table import ROW_COLUMNS  # noqa: E402
+from bayesqid.measure.text import default_corpora  # noqa: E402
 
 from .conftest import FAST, GRID  # noqa: E402
 

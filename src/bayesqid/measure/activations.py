@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.pytorch_utils import Conv1D
 
-from bayesqid.lab.rtn import per_token_quantize
+from bayesqid.measure.rtn import per_token_quantize
 
 #: At most this many activation magnitudes per batch enter the median (a strided subsample).
 MEDIAN_SAMPLE = 1 << 22

@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bayesqid.lab.gptq import gptq_quantize, prepare, reconstruction_error  # noqa: E402
-from bayesqid.lab.outliers import kurtosis  # noqa: E402
-from bayesqid.lab.rtn import grid_params, per_token_quantize, rtn_quantize  # noqa: E402
+from bayesqid.measure.gptq import gptq_quantize, prepare, reconstruction_error  # noqa: E402
+from bayesqid.measure.outliers import kurtosis  # noqa: E402
+from bayesqid.measure.rtn import grid_params, per_token_quantize, rtn_quantize  # noqa: E402
 
 
 def _weights(rows: int = 24, cols: int = 100, seed: int = 0) -> torch.Tensor:

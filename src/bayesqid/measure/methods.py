@@ -2,7 +2,7 @@
 
 A method turns a layer's 16-bit weight into its fake-quantized weight at a bit width and
 group size; W8A8 also quantizes the layers' inputs while it is evaluated. Option names and row
-labels are :data:`bayesqid.lab.plan.METHOD_LABELS`.
+labels are :data:`bayesqid.measure.plan.METHOD_LABELS`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from functools import partial
 
 import torch
 
-from bayesqid.lab.gptq import Prepared, gptq_quantize
-from bayesqid.lab.plan import METHOD_LABELS
-from bayesqid.lab.rtn import rtn_quantize
+from bayesqid.measure.gptq import Prepared, gptq_quantize
+from bayesqid.measure.plan import METHOD_LABELS
+from bayesqid.measure.rtn import rtn_quantize
 
 #: ``quantize(weight, bits, group_size, prepared)``: the dequantized weight.
 Quantize = Callable[[torch.Tensor, int, "int | None", "Prepared | None"], torch.Tensor]

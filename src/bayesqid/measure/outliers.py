@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from bayesqid.lab.activations import Calibration
+from bayesqid.measure.activations import Calibration
 
 #: Columns added to every row, in order.
 OUTLIER_COLUMNS: tuple[str, ...] = (

@@ -81,7 +81,7 @@ def run_measure(args: argparse.Namespace) -> int:
     bayesqid.errors.BayesqidError
         With a one-line message naming the path or option at fault.
     """
-    from bayesqid.lab.measure import measure
+    from bayesqid.measure.qid import measure
 
     def progress(line: str) -> None:
         print(f"[bayesqid measure] {line}", file=sys.stderr, flush=True)

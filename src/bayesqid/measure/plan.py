@@ -72,7 +72,7 @@ def parse_group_size(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every option of a measurement, checked (see :func:`bayesqid.lab.measure.measure`)."""
+    """Every option of a measurement, checked (see :func:`bayesqid.measure.qid.measure`)."""
 
     bits: tuple[int, ...] = (2, 3, 4, 8)
     methods: tuple[str, ...] = ("rtn", "gptq")

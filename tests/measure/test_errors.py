@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from bayesqid.errors import BayesqidError, DataError  # noqa: E402
-from bayesqid.lab.commands import add_measure_parser, run_measure  # noqa: E402
+from bayesqid.measure.command import add_measure_parser, run_measure  # noqa: E402
 
 QUICK = ["--bits", "4", "--method", "rtn", "--group-size", "per-channel", "--max-eval-tokens", "256",
          "--tokens", "1e6"]
@@ -159,10 +159,10 @@ def test_cuda_that_is_not_there(neox_dir, tmp_path):
 def test_lab_imports_are_light_and_a_missing_torch_is_one_line(tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        import bayesqid, bayesqid.lab, bayesqid.lab.commands, bayesqid.lab.measure
+        import bayesqid, bayesqid.lab, bayesqid.measure.command, bayesqid.measure.qid
         assert "torch" not in sys.modules, "importing the lab imported torch"
         sys.modules["torch"] = None  # as if the extra were not installed
-        from bayesqid.lab.measure import measure
+        from bayesqid.measure.qid import measure
         from bayesqid.errors import BayesqidError
         try:
             measure({str(tmp_path)!r}, tokens=1)

@@ -17,7 +17,7 @@ columns not yet quantized, weighted by the inverse Hessian of ``||W X - W_hat X|
   which differ only when groups are smaller than blocks); per-channel grids come from the
   original rows.
 
-The grid is :mod:`bayesqid.lab.rtn`'s, so with a diagonal ``H`` and no act-order GPTQ returns
+The grid is :mod:`bayesqid.measure.rtn`'s, so with a diagonal ``H`` and no act-order GPTQ returns
 exactly RTN. :func:`prepare` does the ``O(in^3)`` factorisation once per layer; the result is
 reused for every bit width and group size.
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bayesqid.lab.rtn import check_bits, grid_params, quantize_dequantize
+from bayesqid.measure.rtn import check_bits, grid_params, quantize_dequantize
 
 #: Damping as a fraction of the mean Hessian diagonal (the reference default).
 PERCDAMP = 0.01
