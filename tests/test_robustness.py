@@ -8,11 +8,15 @@ bitwise reproducibility are the point.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bayesqid as bq
 from bayesqid.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
@@ -322,22 +328,156 @@ def test_same_seed_gives_identical_draws_and_outputs(reference, tmp_path):
     assert table_a.read_bytes() == table_b.read_bytes()
 
 
-# --- unwritable outputs -------------------------------------------------------------------------
+# --- unwritable outputs (class 6 of the bad-input corpus) -------------------------------------
 
 
-def test_fit_refuses_an_unwritable_out_before_sampling(tmp_path, capsys, no_sampling):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    for out, problem in [(blocker / "run.nc", "not a writable directory"), (tmp_path, "is a directory")]:
-        assert main(["fit", "--out", str(out)]) == EXIT_USAGE
-        line = one_line(capsys.readouterr().err)
-        assert line.startswith(f"bayesqid fit: error: {out}: ") and problem in line
+def _blocked_out(kind: str, tmp_path: Path, depth: int, name: str) -> Path:
+    """An output path that cannot be written, of one ``kind``, ``depth`` folders below the blocker."""
+    if kind == "under-a-file":
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        return blocker.joinpath(*[f"sub{i}" for i in range(depth)], name)
+    if kind == "directory":
+        target = tmp_path.joinpath(*[f"sub{i}" for i in range(depth)], name)
+        target.mkdir(parents=True)
+        (target / "keep.txt").write_text("x")  # a folder with contents is never replaced
+        return target
+    # "unwritable": os.access is True for root, so the folder's refusal is simulated where it is
+    # asked (check_writable) and, separately, where it would bite (mkstemp: see the next test).
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    return folder.joinpath(*[f"sub{i}" for i in range(depth)], name)
 
 
-@pytest.mark.parametrize("command", ["predict", "tokens", "training-level"])
-def test_unwritable_out_is_one_line(command, saved, measurements, tmp_path, capsys):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    assert main(run_commands(str(saved), measurements, blocker / "out.csv")[command]) == EXIT_USAGE
-    line = one_line(capsys.readouterr().err.split("warning: this run FAILED")[-1].split("\n", 1)[-1])
-    assert line.startswith(f"bayesqid {command}: error: ") and "a-file" in line
+def _files(tmp_path: Path) -> list[str]:
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+
+OUT_KINDS = ["under-a-file", "directory", "unwritable"]
+OUT_COMMANDS = ["fit", "predict", "tokens", "training-level", "report", "sensitivity", "sbc", "compare"]
+#: sbc and compare write into a folder: their --out is meant to be a directory.
+OUT_CASES = [(c, k) for c in OUT_COMMANDS for k in OUT_KINDS if not (k == "directory" and c in ("sbc", "compare"))]
+
+
+def _out_argv(command: str, saved: Path, measurements: Path, out: Path) -> list[str]:
+    if command in run_commands(str(saved), measurements, out):
+        return run_commands(str(saved), measurements, out)[command]
+    return {"fit": ["fit", "--out", str(out)],
+            "report": ["report", str(saved), "--out", str(out)],
+            "sensitivity": ["sensitivity", str(saved), "--out", str(out)],
+            "sbc": ["sbc", "--out", str(out)],
+            "compare": ["compare", "ouyang", "kumar", "--out", str(out)]}[command]
+
+
+@pytest.fixture
+def no_long_work(monkeypatch):
+    """Fail the test if a command starts its long computation before refusing its --out."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("long work started before --out was checked")
+
+    monkeypatch.setattr(fit_module, "fit", refuse)
+    monkeypatch.setattr(importlib.import_module("bayesqid.checks.sbc"), "run_sbc", refuse)
+    monkeypatch.setattr(importlib.import_module("bayesqid.checks.compare"), "compare", refuse)
+    monkeypatch.setattr(importlib.import_module("bayesqid.checks.sensitivity"), "prior_sensitivity", refuse)
+
+
+@pytest.mark.parametrize(("command", "kind"), OUT_CASES, ids=[f"{c}-{k}" for c, k in OUT_CASES])
+def test_unwritable_out_is_one_line_naming_the_users_path(command, kind, saved, measurements, tmp_path,
+                                                          capsys, monkeypatch, no_long_work):
+    work = tmp_path / "work"
+    work.mkdir()
+    out = _blocked_out(kind, work, depth=1 + len(command) % 3, name="result.csv")
+    if kind == "unwritable":
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == work / "read-only"
+                            else real(p, mode, **kw))
+    before = _files(work)
+    assert main(_out_argv(command, saved, measurements, out)) == EXIT_USAGE
+    # The mock run's failed gate is warned about on its own "[bayesqid]" line before the error.
+    err = capsys.readouterr().err
+    line = one_line("\n".join(x for x in err.splitlines() if not x.startswith("[bayesqid] ")))
+    assert line.startswith(f"bayesqid {command}: error: ")
+    assert str(out) in line or str(Path(out).parent) in line, line
+    assert ".part" not in line and "Errno" not in line, line
+    assert {"under-a-file": "is a file, not a folder", "directory": "is a directory",
+            "unwritable": "not writable"}[kind] in line
+    assert _files(work) == before, "nothing created, nothing left behind"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(OUT_KINDS), depth=st.integers(0, 4),
+       name=st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12))
+def test_write_atomic_refuses_any_blocked_path(kind, depth, name, tmp_path_factory, monkeypatch):
+    from bayesqid.errors import OutputError
+    from bayesqid.outputs import write_atomic
+
+    work = tmp_path_factory.mktemp("blocked")
+    out = _blocked_out(kind, work, depth, name)
+    if kind == "unwritable":
+        # What os.access cannot see (a read-only mount): mkstemp itself is refused.
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(work / "read-only" / ".x.part"))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    before = _files(work)
+    with pytest.raises(OutputError) as err:
+        write_atomic(out, lambda tmp: Path(tmp).write_text("data"))
+    monkeypatch.undo()
+    message = str(err.value)
+    assert "\n" not in message and ".part" not in message and message.startswith(f"{out}: ")
+    assert _files(work) == before, "no file, temporary file or new folder is left behind"
+
+
+def test_a_failing_writer_names_the_users_path(tmp_path):
+    from bayesqid.errors import OutputError
+    from bayesqid.outputs import write_atomic
+
+    def full_disk(tmp: str) -> None:
+        Path(tmp).write_text("partial")
+        raise OSError(28, "No space left on device", tmp)
+
+    with pytest.raises(OutputError) as err:
+        write_atomic(tmp_path / "t.csv", full_disk)
+    assert str(err.value) == f"{tmp_path / 't.csv'}: cannot be written (No space left on device)"
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- count arguments ------------------------------------------------------------------------------
+
+#: Every count option: (command with its other arguments, option, smallest valid value).
+COUNTS = [
+    (["fit"], "--draws", 1), (["fit"], "--tune", 1), (["fit"], "--chains", 1),
+    (["sbc"], "--replicates", 1), (["sbc"], "--workers", 1),
+    (["compare", "ouyang", "kumar"], "--workers", 1), (["compare", "ouyang", "kumar"], "--draws", 1),
+    (["compare", "ouyang", "kumar"], "--tune", 1), (["compare", "ouyang", "kumar"], "--chains", 1),
+    (["compare", "ouyang", "kumar"], "--retries", 0),
+    (["fit"], "--seed", 0), (["sbc"], "--seed", 0), (["compare", "ouyang", "kumar"], "--seed", 0),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=st.sampled_from(COUNTS),
+       value=st.one_of(st.integers(-10**12, -1).map(str), st.sampled_from(["-0.5", "1.5", "x", "", "1e3", "nan"])))
+def test_count_options_refuse_bad_values(case, value):
+    command, option, _ = case
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exc, contextlib.redirect_stderr(err):
+        main([*command, f"{option}={value}"])
+    assert exc.value.code == EXIT_USAGE
+    line = one_line(err.getvalue())
+    assert line.startswith(f"bayesqid {command[0]}: error: argument {option}")
+
+
+@pytest.mark.parametrize("case", COUNTS, ids=[f"{c[0]}{o}" for c, o, _ in COUNTS])
+def test_count_options_refuse_one_below_their_smallest(case, capsys):
+    command, option, smallest = case
+    with pytest.raises(SystemExit) as exc:
+        main([*command, f"{option}={smallest - 1}"])
+    assert exc.value.code == EXIT_USAGE
+    one_line(capsys.readouterr().err)
+
+
+def test_seed_above_the_largest_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--seed", str(2**32)])
+    assert "0..4294967295" in one_line(capsys.readouterr().err)

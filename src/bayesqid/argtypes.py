@@ -21,6 +21,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """A count that may be zero (``--retries``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+#: Largest seed: numpy's SeedSequence, PyMC and nutpie all take seeds in 0..2**32 - 1 unchanged.
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """A random seed, an integer within 0..:data:`MAX_SEED` (numpy refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed within 0..{MAX_SEED}, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer seed within 0..{MAX_SEED}, got {text!r}")
+    return value
+
+
 def group_size(text: str) -> int | None:
     """A quantization group size: a positive integer, or ``per-channel`` (None)."""
     if text.strip().lower() in ("per-channel", "none", ""):
