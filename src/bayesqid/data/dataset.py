@@ -42,7 +42,7 @@ from bayesqid.errors import DataError
 
 __all__ = [
     "GRID_COLUMNS", "RECIPE_COLUMNS", "SCHEMA_COLUMNS", "Dataset", "Exclusion", "load_grid",
-    "load_table", "quantizer_label", "read_table", "validate",
+    "load_table", "quantizer_label", "read_table", "validate", "validate_grid",
 ]  # fmt: skip
 
 _DTYPES = {
@@ -381,9 +381,24 @@ def load_grid(path: str | os.PathLike[str]) -> pd.DataFrame:
         As for :func:`load_table`; ``family``, ``method`` and ``eval_set`` must be non-empty.
     """
     frame, shown = read_table(path)
-    _check_columns(frame, GRID_COLUMNS, shown, ", ".join(GRID_COLUMNS))
-    parsed = _parse_columns(frame, GRID_COLUMNS, shown)
-    return frame.reset_index(drop=True).assign(**_typed(parsed, GRID_COLUMNS))
+    return validate_grid(frame, path=shown)
+
+
+def validate_grid(frame: pd.DataFrame, *, path: str = "<grid>") -> pd.DataFrame:
+    """Check a prediction grid's cells by the rules of data files (see :func:`load_grid`).
+
+    :data:`GRID_COLUMNS` are required; the recipe columns (:data:`RECIPE_COLUMNS`) are checked
+    where present, since they reach the model too; other columns are kept untouched.
+
+    Raises
+    ------
+    DataError
+        As :func:`validate`: ``"{path}: row {r}, column '{col}': {rule} (got {value!r})"``.
+    """
+    _check_columns(frame, GRID_COLUMNS, path, ", ".join(GRID_COLUMNS))
+    columns = [*GRID_COLUMNS, *(c for c in RECIPE_COLUMNS if c in frame.columns)]
+    parsed = _parse_columns(frame, columns, path)
+    return frame.reset_index(drop=True).assign(**_typed(parsed, columns))
 
 
 def quantizer_label(method: str, group_size: Any) -> str:
