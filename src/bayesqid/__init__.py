@@ -11,31 +11,74 @@ The public API, re-exported without side effects::
 
 Modules live in wings that import only downwards (see ARCHITECTURE.md); this module re-exports
 the names a notebook needs, so none needs a private import.
+
+The names load on first access (PEP 562): PyMC, ArviZ and PyTensor take seconds to import, and
+``import bayesqid`` (hence every ``bayesqid`` command, ``--help`` included) should not pay for
+them before it needs them.
 """
 
 from __future__ import annotations
 
-from bayesqid.checks.compare import Comparison, compare, load_comparison
-from bayesqid.checks.sbc import SBCResult, load_sbc, run_sbc
-from bayesqid.checks.simulate import tiny_design
-from bayesqid.checks.sensitivity import prior_sensitivity
-from bayesqid.constants import CI_PROB, DEFAULT_SEED, package_version
-from bayesqid.data.dataset import Dataset, load_grid, load_table, validate
-from bayesqid.data.sources import join_datasets, load_dataset, load_reference
-from bayesqid.engines.sampler import SAMPLERS, SamplerConfig
-from bayesqid.errors import BayesqidError, ConvergenceWarning, DataError, RunError, SpecError
-from bayesqid.lang.laws import LAWS, Law, PointLaw, get_law, ouyang_eq8
-from bayesqid.lang.priors import Prior
-from bayesqid.lang.spec import Effect, Likelihood, ModelSpec, available_specs, load_spec
-from bayesqid.questions.grid import grid
-from bayesqid.questions.inverse import token_budget
-from bayesqid.questions.predict import default_grid, predict
-from bayesqid.questions.training import TrainingLevel, load_measurements, training_level
-from bayesqid.report.builder import build_report
-from bayesqid.report.plots import plot_bands, plot_data, plot_qid
-from bayesqid.sampling.diagnostics import Diagnostics, check_convergence
-from bayesqid.sampling.fit import fit
-from bayesqid.sampling.run import Run, load_run, save_run
+import importlib
+from typing import Any
+
+from bayesqid.constants import package_version
+
+#: Public name -> the module that defines it (imported on first access of the name).
+_EXPORTS = {
+    "CI_PROB": "bayesqid.constants",
+    "DEFAULT_SEED": "bayesqid.constants",
+    "LAWS": "bayesqid.lang.laws",
+    "SAMPLERS": "bayesqid.engines.sampler",
+    "BayesqidError": "bayesqid.errors",
+    "Comparison": "bayesqid.checks.compare",
+    "ConvergenceWarning": "bayesqid.errors",
+    "DataError": "bayesqid.errors",
+    "Dataset": "bayesqid.data.dataset",
+    "Diagnostics": "bayesqid.sampling.diagnostics",
+    "Effect": "bayesqid.lang.spec",
+    "Law": "bayesqid.lang.laws",
+    "Likelihood": "bayesqid.lang.spec",
+    "ModelSpec": "bayesqid.lang.spec",
+    "PointLaw": "bayesqid.lang.laws",
+    "Prior": "bayesqid.lang.priors",
+    "Run": "bayesqid.sampling.run",
+    "RunError": "bayesqid.errors",
+    "SBCResult": "bayesqid.checks.sbc",
+    "SamplerConfig": "bayesqid.engines.sampler",
+    "SpecError": "bayesqid.errors",
+    "TrainingLevel": "bayesqid.questions.training",
+    "available_specs": "bayesqid.lang.spec",
+    "build_report": "bayesqid.report.builder",
+    "check_convergence": "bayesqid.sampling.diagnostics",
+    "compare": "bayesqid.checks.compare",
+    "default_grid": "bayesqid.questions.predict",
+    "fit": "bayesqid.sampling.fit",
+    "get_law": "bayesqid.lang.laws",
+    "grid": "bayesqid.questions.grid",
+    "join_datasets": "bayesqid.data.sources",
+    "load_comparison": "bayesqid.checks.compare",
+    "load_dataset": "bayesqid.data.sources",
+    "load_grid": "bayesqid.data.dataset",
+    "load_measurements": "bayesqid.questions.training",
+    "load_reference": "bayesqid.data.sources",
+    "load_run": "bayesqid.sampling.run",
+    "load_sbc": "bayesqid.checks.sbc",
+    "load_spec": "bayesqid.lang.spec",
+    "load_table": "bayesqid.data.dataset",
+    "ouyang_eq8": "bayesqid.lang.laws",
+    "plot_bands": "bayesqid.report.plots",
+    "plot_data": "bayesqid.report.plots",
+    "plot_qid": "bayesqid.report.plots",
+    "predict": "bayesqid.questions.predict",
+    "prior_sensitivity": "bayesqid.checks.sensitivity",
+    "run_sbc": "bayesqid.checks.sbc",
+    "save_run": "bayesqid.sampling.run",
+    "tiny_design": "bayesqid.checks.simulate",
+    "token_budget": "bayesqid.questions.inverse",
+    "training_level": "bayesqid.questions.training",
+    "validate": "bayesqid.data.dataset",
+}
 
 __version__ = package_version()
 
@@ -94,3 +137,18 @@ __all__ = [
     "training_level",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind a public name on its first access and keep the name here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bayesqid' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses are plain attribute look-ups
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names (loaded or not) and whatever this module already holds."""
+    return sorted({*globals(), *_EXPORTS})

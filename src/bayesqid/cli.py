@@ -3,6 +3,11 @@ sensitivity | compare | measure | lab``.
 
 Strings become typed objects here and nowhere else. Any :class:`BayesqidError` (bad data,
 spec or run file) is printed as one line on stderr with exit status 2; no traceback.
+
+Start-up: PyMC, PyTensor and ArviZ take seconds to import, so nothing at the top of this module
+imports them, and each command imports them only after it has read and checked its inputs. The
+parser, ``--help``, usage errors, ``lab check`` and bad specs, data and run files answer in a
+fraction of a second (``benchmarks/bench_startup.py``).
 """
 
 from __future__ import annotations
@@ -192,12 +197,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesqid.data.sources import load_dataset
     from bayesqid.engines.sampler import SamplerConfig
     from bayesqid.lang.spec import load_spec
-    from bayesqid.questions.predict import default_grid, predict
-    from bayesqid.sampling.fit import fit
 
     _check_output(args.out)  # a typo'd --out must not cost a whole fit
     spec = load_spec(args.spec)
     dataset = load_dataset(args.data)
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
+    from bayesqid.questions.predict import default_grid, predict
+    from bayesqid.sampling.fit import fit
+
     for exc in dataset.excluded:
         _log(f"excluded {exc.count} rows: {exc.reason}")
     config = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune, chains=args.chains,
@@ -222,11 +229,14 @@ def _check_output(path: str) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from bayesqid.data.dataset import load_grid
     from bayesqid.outputs import write_csv
-    from bayesqid.questions.predict import default_grid, predict
     from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
-    grid = load_grid(args.grid) if args.grid else default_grid()
+    grid = load_grid(args.grid) if args.grid else None
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
+    from bayesqid.questions.predict import default_grid, predict
+
+    grid = default_grid() if grid is None else grid
     _warn_gate(run)
     table = predict(run, grid, prob=args.interval)
     if args.out:
@@ -252,10 +262,12 @@ def _with_gate(table: Any, run: Any) -> Any:
 
 def _cmd_tokens(args: argparse.Namespace) -> int:
     from bayesqid.outputs import write_csv
-    from bayesqid.questions.inverse import format_budget_table, token_budget
     from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
+    from bayesqid.questions.inverse import format_budget_table, token_budget
+
     table = token_budget(run, qid_targets=args.qid, params=args.params, bits=args.bits, method=args.method,
                          group_size=args.group_size, eval_set=args.eval_set, family=args.family,
                          prob=args.interval, token_range=tuple(args.token_range))
@@ -278,15 +290,17 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
 
 def _cmd_training_level(args: argparse.Namespace) -> int:
     from bayesqid.outputs import write_csv
+    from bayesqid.sampling.run import load_run
+
+    run = load_run(args.run)
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
     from bayesqid.questions.training import (
         MIN_ESS,
         format_training_level,
         load_measurements,
         training_level,
     )
-    from bayesqid.sampling.run import load_run
 
-    run = load_run(args.run)
     measurements = load_measurements(args.measurements)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the effective-draw count is printed below
@@ -317,11 +331,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import shlex
 
     from bayesqid.outputs import write_atomic
-    from bayesqid.report.builder import build_report
     from bayesqid.sampling.run import load_run
 
     _check_output(args.out)  # before the report's figures are drawn
     runs = [load_run(path) for path in args.runs]
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
+    from bayesqid.report.builder import build_report
+
     extra = []
     if args.sbc:
         from bayesqid.checks.sbc import load_sbc
@@ -346,7 +362,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sbc(args: argparse.Namespace) -> int:
-    from bayesqid.checks.sbc import format_tests, run_sbc
     from bayesqid.data.sources import load_dataset
     from bayesqid.engines.sampler import SamplerConfig
     from bayesqid.lang.spec import load_spec
@@ -354,6 +369,9 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
     _check_output(str(Path(args.out) / "summary.json"))
     spec = load_spec(args.spec)
     dataset = load_dataset(args.data)
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
+    from bayesqid.checks.sbc import format_tests, run_sbc
+
     # A local cluster runs one fit per single-threaded worker; in-process, a fit may use the cores.
     cores = min(4, os.cpu_count() or 1) if args.scheduler == "synchronous" else 1
     config = SamplerConfig.preset(args.preset, cores=cores)
@@ -366,13 +384,15 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
-    from bayesqid.checks.sensitivity import format_sensitivity, prior_sensitivity
     from bayesqid.outputs import write_csv
     from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
     if args.out:
         _check_output(args.out)
+    # Libraries that take seconds to import come after the inputs are read (module docstring).
+    from bayesqid.checks.sensitivity import format_sensitivity, prior_sensitivity
+
     table = prior_sensitivity(run)
     _warn_gate(run)
     if args.out:

@@ -14,14 +14,17 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
-
-import arviz as az
-import numpy as np
-import pymc as pm
+from typing import TYPE_CHECKING, Any
 
 from bayesqid.constants import DEFAULT_SEED
 from bayesqid.errors import BayesqidError
+
+if TYPE_CHECKING:
+    # PyMC and ArviZ are imported where a sampler runs: the command line's parser reads this
+    # module's settings, and must start in well under a second.
+    import arviz as az
+    import numpy as np
+    import pymc as pm
 
 #: Engine names accepted by ``SamplerConfig.engine`` ("auto": the fastest that applies).
 ENGINES = ("auto", "whitened", "collapsed", "direct")
@@ -103,6 +106,8 @@ def jax_on_accelerator() -> bool:
 
 def _sample_pymc_backend(backend: str) -> Callable[[pm.Model, SamplerConfig], az.InferenceData]:
     def run(model: pm.Model, cfg: SamplerConfig) -> az.InferenceData:
+        import pymc as pm
+
         modules, extra = _SAMPLER_NEEDS.get(backend, ((), ""))
         missing = [m for m in modules if importlib.util.find_spec(m) is None]
         if missing:
@@ -145,6 +150,7 @@ def _pymc_nuts(model: pm.Model, cfg: SamplerConfig,
     density once per free variable (9 gradient graphs, ~2 s on the default spec) before
     building NUTS anyway. The per-chain seeds are derived as ``pm.sample`` derives them.
     """
+    import pymc as pm
     from pymc.util import get_random_generator
 
     seeds = [int(rng.integers(2**30)) for rng in get_random_generator(cfg.seed).spawn(cfg.chains)]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pymc as pm
 
 from bayesqid.errors import SpecError
 
@@ -21,24 +20,35 @@ class Family:
     """One distribution family known to the prior registry."""
 
     name: str
-    pymc: Any
+    # The PyMC class by name, looked up when a model is built: reading and checking a spec must
+    # not import PyMC (seconds), so that a bad spec is a one-line error at once.
+    pymc_name: str
     args: tuple[str, ...]
     positive: bool
 
+    @property
+    def pymc(self) -> Any:
+        """The PyMC distribution class of this family (imports PyMC)."""
+        import pymc as pm
+
+        return getattr(pm, self.pymc_name)
+
     def draw(self, args: Mapping[str, float], rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` values with numpy (used by simulation and prior predictive checks)."""
+        import pymc as pm
+
         return pm.draw(self.pymc.dist(**args), draws=size, random_seed=rng)
 
 
 PRIOR_FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("normal", pm.Normal, ("mu", "sigma"), positive=False),
-        Family("student_t", pm.StudentT, ("nu", "mu", "sigma"), positive=False),
-        Family("halfnormal", pm.HalfNormal, ("sigma",), positive=True),
-        Family("exponential", pm.Exponential, ("lam",), positive=True),
-        Family("lognormal", pm.LogNormal, ("mu", "sigma"), positive=True),
-        Family("gamma", pm.Gamma, ("alpha", "beta"), positive=True),
+        Family("normal", "Normal", ("mu", "sigma"), positive=False),
+        Family("student_t", "StudentT", ("nu", "mu", "sigma"), positive=False),
+        Family("halfnormal", "HalfNormal", ("sigma",), positive=True),
+        Family("exponential", "Exponential", ("lam",), positive=True),
+        Family("lognormal", "LogNormal", ("mu", "sigma"), positive=True),
+        Family("gamma", "Gamma", ("alpha", "beta"), positive=True),
     )
 }
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
+
+if TYPE_CHECKING:
+    import arviz as az
 
 #: Thresholds of the gate (Vehtari et al. 2021 for R-hat and ESS).
 MAX_RHAT = 1.01
@@ -75,6 +78,8 @@ class Diagnostics:
 
 def check_convergence(idata: az.InferenceData, var_names: list[str] | None = None) -> Diagnostics:
     """Run the gate on ``idata.posterior`` (free parameters unless ``var_names`` is given)."""
+    import arviz as az  # here, not at the top: reading a run's stored gate needs no ArviZ
+
     post = idata.posterior
     # Check the quantities users read: the standardised effects z_* rather than the sampler's
     # internal u_* coordinates they are computed from, and not nutpie's *_log__ copies.

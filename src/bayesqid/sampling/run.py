@@ -10,8 +10,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz as az
 import pandas as pd
 
 from bayesqid.constants import GROUPS
@@ -19,6 +19,9 @@ from bayesqid.errors import RunError, SpecError
 from bayesqid.lang.spec import ModelSpec
 from bayesqid.outputs import write_atomic
 from bayesqid.sampling.diagnostics import Diagnostics
+
+if TYPE_CHECKING:
+    import arviz as az
 
 #: attrs every bayesqid run carries.
 REQUIRED_ATTRS = ("bayesqid_spec", "data_sha256", "seed", "versions", "diagnostics", "levels")
@@ -79,6 +82,10 @@ def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
     return write_atomic(path, lambda tmp: run.idata.to_netcdf(tmp, engine="h5netcdf"))
 
 
+#: The first bytes of every HDF5 file (hence of every NetCDF-4 run file).
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Read a run written by :func:`save_run`.
 
@@ -92,6 +99,17 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise RunError(f"{p}: run file does not exist")
     if p.is_dir():
         raise RunError(f"{p}: is a directory, expected a run file (.nc)")
+    # A file that is not HDF5 at all is refused before ArviZ is imported (seconds), so that the
+    # commonest mistake (the wrong file) is a one-line error at once.
+    try:
+        with p.open("rb") as head:
+            signature = head.read(len(_HDF5_SIGNATURE))
+    except OSError as err:
+        raise RunError(f"{p}: not a readable NetCDF run ({err.__class__.__name__}: {err.strerror})") from None
+    if signature != _HDF5_SIGNATURE:
+        raise RunError(f"{p}: not a readable NetCDF run (not an HDF5 file)")
+    import arviz as az
+
     try:
         idata = az.from_netcdf(p, engine="h5netcdf")
     except Exception as err:  # h5py/netCDF raise many types for corrupt files
