@@ -14,19 +14,26 @@ sampling.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
-from bayesqid.data.dataset import load_grid, load_table
+from bayesqid.cli import EXIT_OK, EXIT_USAGE, GATE_COLUMN, main
+from bayesqid.data.dataset import GRID_COLUMNS, RECIPE_COLUMNS, load_grid, load_table
 from bayesqid.errors import DataError
+from bayesqid.questions.grid import check_grid, grid
+from bayesqid.questions.predict import BAND_COLUMNS, default_grid, predict
 from bayesqid.questions.training import load_measurements
-from helpers import one_line
+from helpers import one_line, write_rows
 
 BAD = Path(__file__).parent / "data" / "bad"
 
@@ -83,12 +90,26 @@ CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "grid_bits_fractional.csv": (("row 2", "column 'bits'", "integer"), ("grid",)),
     "grid_zero_tokens.csv": (("row 1", "column 'tokens'", "must be > 0"), ("grid",)),
     "grid_empty_method.csv": (("row 2", "column 'method'", "must not be empty"), ("grid",)),
+    # recipe cells and column names of grids and measurements (class 1)
+    "grid_lr_frac_out_of_range.csv": (("row 2", "column 'lr_frac'", "within 0..1", "'5.0'"), ("grid",)),
+    "grid_lr_schedule_unknown.csv": (("row 1", "column 'lr_schedule'", "must be one of", "'warp'"),
+                                     ("grid",)),
+    "grid_annealed_perhaps.csv": (("row 3", "column 'annealed'", "true, false or unknown"), ("grid",)),
+    "grid_output_column.csv": (("column 'mean_lower'", "name of an output column"), ("grid",)),
+    "measurements_lr_schedule_unknown.csv": (("row 2", "column 'lr_schedule'", "'warp'"), ("measurements",)),
+    "measurements_negative_weight_decay.csv": (("row 1", "column 'weight_decay'", ">= 0"), ("measurements",)),
 }
 
 #: Valid data whose duplicated row is kept with a warning (the package's decision).
 DUPLICATES = "duplicate_rows.csv"
 
-LOADERS = {"data": load_table, "fit": load_table, "grid": load_grid, "measurements": load_measurements}
+def _load_checked_grid(path: Path):
+    """What `predict --grid` checks: the data-file cell rules, then no column named like an output."""
+    return check_grid(load_grid(path), path=str(path), outputs=(*BAND_COLUMNS, GATE_COLUMN))
+
+
+LOADERS = {"data": load_table, "fit": load_table, "grid": _load_checked_grid,
+           "measurements": load_measurements}
 
 PAIRS = [(name, command) for name, (_, commands) in sorted(CASES.items()) for command in commands]
 
@@ -246,3 +267,155 @@ def test_tokens_usage_errors(args, run_path, capsys):
         main(["tokens", run_path, *args])
     assert exc.value.code == EXIT_USAGE
     one_line(capsys.readouterr().err)
+
+
+# --- class 1: recipe cells, output-named columns and family names, generated ---------------------
+
+#: A bad value of every recipe column, as text a file could hold, and the rule it breaks.
+_NOT_A_NUMBER = st.sampled_from(["abc", "1,5", "0x", "--1", "true"])
+BAD_RECIPE = {
+    "lr_frac": st.one_of(st.floats(1.0001, 1e300).map(repr), st.floats(-1e300, -1e-6).map(repr),
+                         st.sampled_from(["inf", "-inf", "nan", "1e400"]), _NOT_A_NUMBER),
+    "weight_decay": st.one_of(st.floats(-1e300, -1e-9).map(repr), st.sampled_from(["inf", "nan", "1e999"]),
+                              _NOT_A_NUMBER),
+    "lr_schedule": st.text(st.characters(codec="ascii", categories=["L"]), min_size=1, max_size=8).filter(
+        lambda t: t.lower() not in ("cosine", "linear", "wsd", "constant", "unknown")),
+    "train_precision": st.sampled_from(["fp64", "int8", "half", "bf32", "float16", "32"]),
+    "annealed": st.sampled_from(["perhaps", "2", "yess", "-1", "0.5", "maybe not"]),
+}
+if "post_trained" in RECIPE_COLUMNS:
+    BAD_RECIPE["post_trained"] = st.sampled_from(["instruct", "2", "sometimes", "0.5"])
+GOOD_RECIPE = {"lr_frac": "0.5", "weight_decay": "0.1", "lr_schedule": "wsd", "train_precision": "bf16",
+               "annealed": "true", "post_trained": "false"}
+GRID_ROW = {"family": "new family", "params": "7e9", "tokens": "1e14", "bits": "3", "method": "GPTQ",
+            "group_size": "128", "eval_set": "wikitext2"}
+MEASUREMENT_ROW = {"family": "X", "params": "1e9", "bits": "3", "method": "GPTQ", "group_size": "128",
+                   "eval_set": "wikitext2", "qid": "0.3"}
+
+
+@st.composite
+def bad_recipe_file(draw):
+    """(kind, rows, 1-based bad row, bad column, bad value): one bad recipe cell among good ones."""
+    kind = draw(st.sampled_from(["grid", "measurements"]))
+    column = draw(st.sampled_from(sorted(BAD_RECIPE)))
+    value = draw(BAD_RECIPE[column])
+    others = draw(st.lists(st.sampled_from(sorted(BAD_RECIPE)), unique=True, max_size=3))
+    n = draw(st.integers(1, 6))
+    bad_row = draw(st.integers(1, n))
+    base = GRID_ROW if kind == "grid" else MEASUREMENT_ROW
+    rows = []
+    for i in range(1, n + 1):
+        row = dict(base) | {c: GOOD_RECIPE[c] for c in others}
+        row["bits"] = str(2 + i % 7)
+        if i == bad_row:
+            row[column] = value
+        else:
+            row.setdefault(column, GOOD_RECIPE[column])
+        rows.append(row)
+    return kind, rows, bad_row, column, value
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=bad_recipe_file())
+def test_bad_recipe_cells_in_grids_and_measurements(case, run_path, tmp_path_factory):
+    """Any bad recipe cell of a grid or measurements file: exit 2, one line naming file, row and
+    column, nothing written; the Python loader raises the same DataError."""
+    kind, rows, bad_row, column, value = case
+    work = tmp_path_factory.mktemp("recipe")
+    path = write_rows(work / f"{kind}.csv", rows, list(dict.fromkeys(c for r in rows for c in r)))
+    out = work / "out" / "result.csv"
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()) as stdout, contextlib.redirect_stderr(err):
+        code = main(argv(kind, path, run_path, out))
+    assert code == EXIT_USAGE and stdout.getvalue() == ""
+    line = one_line(err.getvalue())
+    head = {"grid": "predict", "measurements": "training-level"}[kind]
+    assert line.startswith(f"bayesqid {head}: error: {path}: row {bad_row}, column '{column}': "), line
+    assert not out.parent.exists()
+    with pytest.raises(DataError) as raised:
+        LOADERS[kind](path)
+    assert line == f"bayesqid {head}: error: {raised.value}"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from(sorted(BAD_RECIPE)), data=st.data())
+def test_python_grids_get_the_same_cell_rules(column, data, mock_run):
+    """``grid(**columns)`` and ``predict`` on a hand-made frame refuse a bad recipe cell in one
+    line naming the row and column, instead of a traceback from inside the model's design."""
+    value = data.draw(BAD_RECIPE[column])
+    frame = default_grid().assign(**{column: value})
+    with pytest.raises(DataError) as raised:
+        predict(mock_run, frame)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"<grid>: row 1, column '{column}': ")
+    with pytest.raises(DataError):
+        grid(family="x", params=1e9, tokens=1e12, bits=3, **{column: value})
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from([*BAND_COLUMNS, GATE_COLUMN]), position=st.integers(0, len(GRID_COLUMNS)))
+def test_grid_column_named_like_an_output_is_refused(column, position, run_path, tmp_path_factory):
+    columns = list(GRID_COLUMNS)
+    columns.insert(position, column)
+    work = tmp_path_factory.mktemp("outcol")
+    path = write_rows(work / "grid.csv", [GRID_ROW | {column: "0.1"}], columns)
+    out = work / "bands.csv"
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert main(["predict", run_path, "--grid", str(path), "--out", str(out)]) == EXIT_USAGE
+    line = one_line(err.getvalue())
+    assert line.startswith(f"bayesqid predict: error: {path}: column '{column}' has the name of an output")
+    assert not out.exists()
+
+
+#: Names no fitted family has: typos of fitted names and arbitrary text.
+_UNFITTED = st.one_of(st.sampled_from(["opt", "OPT ", "llama-2", "Llama2", "BLOOMZ", "olmo", "Pythia-x"]),
+                      st.text(st.characters(codec="ascii", categories=["L", "N", "P", "Zs"]), min_size=1,
+                              max_size=20).filter(lambda t: t.strip() and not t.startswith("-")))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_UNFITTED, command=st.sampled_from(["tokens", "training-level"]))
+def test_unknown_family_is_refused_unless_new_family_is_asked(name, command, run_path, mock_run,
+                                                              tmp_path_factory):
+    if name in mock_run.levels["family"]:
+        return
+    work = tmp_path_factory.mktemp("family")
+    measurements = write_rows(work / "m.csv",
+                              [MEASUREMENT_ROW, MEASUREMENT_ROW | {"bits": "4", "qid": "0.1"}])
+    out = work / "out.csv"
+    base = {"tokens": ["tokens", run_path, "--qid", "0.3", "--params", "7e9", "--bits", "3"],
+            "training-level": ["training-level", run_path, "--measurements", str(measurements)]}[command]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()) as stdout, contextlib.redirect_stderr(err):
+        code = main([*base, f"--family={name}", "--out", str(out)])
+    assert code == EXIT_USAGE and stdout.getvalue() == ""
+    line = one_line(err.getvalue())
+    assert line.startswith(f"bayesqid {command}: error: family {name!r} is not a fitted family"), line
+    assert "--new-family" in line and "'OPT'" in line  # the fitted families are listed
+    assert not out.exists()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main([*base, f"--family={name}", "--new-family", "--out", str(out)]) == EXIT_OK
+    assert out.exists()
+
+
+@pytest.mark.parametrize("command", ["tokens", "training-level"])
+def test_typo_of_a_family_suggests_it_and_new_family_refuses_a_fitted_name(command, run_path, tmp_path,
+                                                                          capsys):
+    measurements = write_rows(tmp_path / "m.csv", [MEASUREMENT_ROW])
+    base = {"tokens": ["tokens", run_path, "--qid", "0.3", "--params", "7e9", "--bits", "3"],
+            "training-level": ["training-level", run_path, "--measurements", str(measurements)]}[command]
+    assert main([*base, "--family", "opt"]) == EXIT_USAGE
+    assert "(did you mean 'OPT'?)" in one_line(capsys.readouterr().err)
+    assert main([*base, "--family", "OPT", "--new-family"]) == EXIT_USAGE
+    assert "'OPT' is a fitted family of this run, not a new one" in one_line(capsys.readouterr().err)
+    assert main([*base, "--family", "OPT"]) == EXIT_OK
+
+
+def test_new_family_labels_the_rows_of_tokens(mock_run):
+    from bayesqid.questions.inverse import token_budget
+
+    table = token_budget(mock_run, qid_targets=[0.3], params=[7e9], bits=[3], family="my model",
+                         new_family=True)
+    assert list(table["family"]) == ["my model"] and "family=my model" in table["new_levels"][0]
+    assert math.isfinite(table["tokens_median"][0]) or table["frac_never"][0] > 0

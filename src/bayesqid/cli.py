@@ -39,6 +39,9 @@ DEFAULT_SBC = Path("runs") / "sbc"
 #: Where ``compare`` writes its results unless told otherwise.
 DEFAULT_COMPARE = Path("runs") / "compare"
 
+#: Column of every written table that carries its run's convergence verdict.
+GATE_COLUMN = "convergence_gate"
+
 #: Natural log of a 256k vocabulary: QiD above it exceeds a uniform guess and is unphysical.
 UNIFORM_GUESS_NATS = 12.5
 
@@ -56,6 +59,13 @@ def _log(msg: str) -> None:
 
 def _add_run_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run file written by 'bayesqid fit'")
+
+
+def _add_new_family_option(p: argparse.ArgumentParser) -> None:
+    # A --family the run has not fitted is refused (a typo must not become a new-family answer)
+    # unless this flag says a new family is meant.
+    p.add_argument("--new-family", action="store_true",
+                   help="--family names a new family (drawn from the population), not a fitted one")
 
 
 def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -110,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-size", type=group_size, default=128, help="integer or per-channel (default 128)")
     p.add_argument("--eval-set", default="wikitext2", help="evaluation set (default wikitext2)")
     p.add_argument("--family", help="a fitted family (default: a new family drawn from the population)")
+    _add_new_family_option(p)
     p.add_argument("--token-range", type=float, nargs=2, default=[1e9, 1e16], metavar=("LOW", "HIGH"),
                    help="searched training tokens (default 1e9 1e16)")
     _add_table_options(p, "table")
@@ -121,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(one model)")
     p.add_argument("--family", help="read the model as a member of this fitted family (default: a new "
                    "family drawn from the population)")
+    _add_new_family_option(p)
     p.add_argument("--prior-min", type=float, default=1e9, help="log-uniform prior over D: lower end (1e9)")
     p.add_argument("--prior-max", type=float, default=1e15, help="log-uniform prior over D: upper end (1e15)")
     _add_table_options(p, "summary")
@@ -234,9 +246,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     grid = load_grid(args.grid) if args.grid else None
     # Libraries that take seconds to import come after the inputs are read (module docstring).
-    from bayesqid.questions.predict import default_grid, predict
+    from bayesqid.questions.grid import check_grid
+    from bayesqid.questions.predict import BAND_COLUMNS, default_grid, predict
 
-    grid = default_grid() if grid is None else grid
+    # A grid column named like one this command writes would be overwritten: refused, naming the file.
+    grid = default_grid() if grid is None else check_grid(grid, path=args.grid,
+                                                          outputs=(*BAND_COLUMNS, GATE_COLUMN))
     _warn_gate(run)
     table = predict(run, grid, prob=args.interval)
     if args.out:
@@ -257,7 +272,7 @@ def _with_gate(table: Any, run: Any) -> Any:
     """``table`` plus a ``convergence_gate`` column, so a written table carries its run's verdict."""
     diagnostics = run.diagnostics
     verdict = "passed" if diagnostics.passed else "FAILED: " + "; ".join(diagnostics.problems)
-    return table.assign(convergence_gate=verdict)
+    return table.assign(**{GATE_COLUMN: verdict})
 
 
 def _cmd_tokens(args: argparse.Namespace) -> int:
@@ -270,7 +285,8 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
 
     table = token_budget(run, qid_targets=args.qid, params=args.params, bits=args.bits, method=args.method,
                          group_size=args.group_size, eval_set=args.eval_set, family=args.family,
-                         prob=args.interval, token_range=tuple(args.token_range))
+                         new_family=args.new_family, prob=args.interval,
+                         token_range=tuple(args.token_range))
     _warn_gate(run)  # after the input checks: a typo gets one line of error, nothing else
     if args.out:
         write_csv(_with_gate(table, run), args.out)
@@ -304,8 +320,8 @@ def _cmd_training_level(args: argparse.Namespace) -> int:
     measurements = load_measurements(args.measurements)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the effective-draw count is printed below
-        level = training_level(run, measurements, family=args.family, prior=(args.prior_min, args.prior_max),
-                               prob=args.interval)
+        level = training_level(run, measurements, family=args.family, new_family=args.new_family,
+                               prior=(args.prior_min, args.prior_max), prob=args.interval)
     _warn_gate(run)
     if args.out:
         write_csv(_with_gate(level.summary, run), args.out)

@@ -2,7 +2,8 @@
 
 A grid is the question side of a prediction: which family, quantizer and evaluation set, at
 which N, D and bits. Extra keyword columns (recipe columns such as ``annealed``) are carried
-through to :func:`bayesqid.questions.predict.predict`.
+through to :func:`bayesqid.questions.predict.predict`. Every grid, built here or read from a
+file, is checked by the cell rules of data files (:func:`check_grid`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,41 @@ import numpy as np
 import pandas as pd
 
 from bayesqid.constants import BITS_RANGE
-from bayesqid.data.dataset import GRID_COLUMNS
-from bayesqid.errors import BayesqidError
+from bayesqid.data.dataset import GRID_COLUMNS, validate_grid
+from bayesqid.errors import BayesqidError, DataError
 
-__all__ = ["grid"]
+__all__ = ["check_grid", "grid"]
+
+
+def check_grid(frame: pd.DataFrame, *, path: str = "<grid>", outputs: Iterable[str] = ()) -> pd.DataFrame:
+    """Check a prediction grid: the data-file cell rules, and no column named like an output.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The grid: :data:`bayesqid.data.dataset.GRID_COLUMNS`, optional recipe columns (checked
+        like those of a data file), any other columns (carried through untouched).
+    path : str
+        Name used in error messages (the grid's file).
+    outputs : iterable of str
+        Columns the caller will add to the grid's rows (``predict``'s bands): a grid column of
+        the same name would be silently overwritten, so it is refused.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The grid with a fresh RangeIndex and its checked columns in canonical dtypes.
+
+    Raises
+    ------
+    DataError
+        One line naming ``path`` and, for a broken cell, its 1-based row and column.
+    """
+    clash = [c for c in frame.columns if c in set(outputs)]
+    if clash:
+        raise DataError(f"{path}: column {clash[0]!r} has the name of an output column "
+                        f"({', '.join(outputs)}); rename or drop it")
+    return validate_grid(frame, path=path)
 
 
 def _values(name: str, value: float | Iterable[float]) -> list[float]:
@@ -63,7 +95,8 @@ def grid(*, family: str | Iterable[str], params: float | Iterable[float], tokens
     Raises
     ------
     BayesqidError
-        An empty or non-positive axis, or bits outside 1..16.
+        An empty or non-positive axis, or bits outside 1..16; a :class:`DataError` for a label
+        or recipe value that breaks a data-file rule (an empty method, ``annealed="perhaps"``).
 
     Examples
     --------
@@ -75,10 +108,15 @@ def grid(*, family: str | Iterable[str], params: float | Iterable[float], tokens
     families = [family] if isinstance(family, str) else [str(f) for f in family]
     if not families:
         raise BayesqidError("grid: family is empty")
-    bit_list = [int(b) for b in np.atleast_1d(bits)]
     lo, hi = BITS_RANGE
-    if not bit_list or any(not lo <= b <= hi for b in bit_list):
-        raise BayesqidError(f"grid: bits must be integers in {lo}..{hi} (got {bit_list!r})")
+    try:
+        raw_bits = [float(b) for b in np.atleast_1d(bits)]
+    except (TypeError, ValueError):
+        raise BayesqidError(f"grid: bits must be integers in {lo}..{hi} (got {bits!r})") from None
+    # 2.5 bits is refused, not truncated to 2.
+    if not raw_bits or any(not (b.is_integer() and lo <= b <= hi) for b in raw_bits):
+        raise BayesqidError(f"grid: bits must be integers in {lo}..{hi} (got {raw_bits!r})")
+    bit_list = [int(b) for b in raw_bits]
     n_values, d_values = _values("params", params), _values("tokens", tokens)
     rows = [{"family": f, "params": n, "tokens": d, "bits": b, "method": method,
              "group_size": group_size, "eval_set": eval_set}
@@ -87,4 +125,4 @@ def grid(*, family: str | Iterable[str], params: float | Iterable[float], tokens
     out["group_size"] = out["group_size"].astype("Int64")
     for name, value in columns.items():
         out[name] = value
-    return out
+    return check_grid(out)

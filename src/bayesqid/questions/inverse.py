@@ -13,13 +13,14 @@ every answer is a posterior:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bayesqid.constants import BITS_RANGE, CI_PROB, GROUPS, TOKENS_SCALE
+from bayesqid.constants import BITS_RANGE, CI_PROB, FAMILY, GROUPS, TOKENS_SCALE
 from bayesqid.data.design import NEW_LEVEL, Design, build_design
 from bayesqid.errors import BayesqidError, DataError
 from bayesqid.questions.predict import NEW_FAMILY, default_grid
@@ -64,6 +65,45 @@ def check_range(bounds: Sequence[float], what: str) -> tuple[float, float]:
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         raise DataError(f"{what} must satisfy 0 < low < high < inf, got ({low:g}, {high:g})")
     return low, high
+
+
+def check_family(run: Run, family: str | None, *, new_family: bool = False) -> None:
+    """Refuse a ``family`` the run has not fitted, unless a new family is asked for explicitly.
+
+    A typo of a fitted family (``llama-2`` for ``Llama-2``) must not quietly become an answer
+    about a new family, whose band is far wider; so an unknown name needs ``new_family``.
+
+    Parameters
+    ----------
+    run : Run
+        The fitted run.
+    family : str or None
+        The family asked about; None means a new family (nothing to check).
+    new_family : bool
+        The name is meant as a new family, drawn from the population.
+
+    Raises
+    ------
+    DataError
+        An empty name; an unknown name without ``new_family`` (the message lists the fitted
+        families and the closest names); a fitted name with ``new_family``.
+    """
+    if family is None:
+        return
+    name = str(family)
+    if not name.strip():
+        raise DataError("family must not be empty")
+    fitted = sorted(run.levels[FAMILY])
+    if new_family and name in fitted:
+        raise DataError(f"family {name!r} is a fitted family of this run, not a new one; drop the "
+                        "new-family request to use its fitted effects")
+    if not new_family and name not in fitted:
+        close = [f for f in fitted if f.lower() == name.lower()]
+        close += [f for f in difflib.get_close_matches(name, fitted, n=3, cutoff=0.6) if f not in close]
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        raise DataError(f"family {name!r} is not a fitted family of this run{hint}; fitted: {fitted}; "
+                        "to ask about a new family of that name, add --new-family (new_family=True "
+                        "in Python)")
 
 
 def _as_list(values: Any) -> list[Any]:
@@ -190,7 +230,7 @@ def quantiles_with_bounds(log_d: np.ndarray, q: Sequence[float], lo: float, hi: 
 
 def token_budget(run: Run, *, qid_targets: Iterable[float], params: Iterable[float], bits: Iterable[int],
                  method: str = "GPTQ", group_size: int | None = 128, eval_set: str = "wikitext2",
-                 family: str | None = None, prob: float = CI_PROB,
+                 family: str | None = None, new_family: bool = False, prob: float = CI_PROB,
                  token_range: tuple[float, float] = DEFAULT_TOKEN_RANGE,
                  seed: int | None = None) -> pd.DataFrame:
     """Training tokens at which the law-mean QiD reaches each target: posterior bands.
@@ -226,6 +266,9 @@ def token_budget(run: Run, *, qid_targets: Iterable[float], params: Iterable[flo
         ``group_size=None`` means per-channel scales.
     family : str, optional
         A fitted family, or None (default) for a new family drawn from the population.
+    new_family : bool
+        Read ``family`` as the label of a new family (drawn from the population); without it,
+        a name the run has not fitted is refused (see :func:`check_family`).
     prob : float
         Mass of the central interval.
     token_range : (float, float)
@@ -247,6 +290,7 @@ def token_budget(run: Run, *, qid_targets: Iterable[float], params: Iterable[flo
     for name, value in (("method", method), ("eval_set", eval_set), ("family", family)):
         if value is not None and not str(value).strip():
             raise DataError(f"{name} must not be empty")
+    check_family(run, family, new_family=new_family)
     seed = run.seed if seed is None else int(seed)
     cells = default_grid(tokens=TOKENS_SCALE, params=tuple(sizes), bits=tuple(widths),
                          family=NEW_FAMILY if family is None else str(family), method=method,

@@ -24,7 +24,7 @@ from bayesqid.constants import (
 from bayesqid.data.design import NEW_LEVEL, build_design
 from bayesqid.errors import BayesqidError
 from bayesqid.lang.likelihood import draw_residuals
-from bayesqid.questions.grid import grid
+from bayesqid.questions.grid import check_grid, grid
 from bayesqid.sampling.draws import chunks, n_samples, row_log_mu, row_sigma
 from bayesqid.sampling.run import Run
 
@@ -74,6 +74,11 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     -------
     DataFrame
         ``grid`` plus :data:`BAND_COLUMNS` (QiD in nats).
+
+    Raises
+    ------
+    DataError
+        A grid cell breaks a data-file rule, or a grid column is named like a band column.
     """
     if not 0 < prob < 1:
         raise BayesqidError(f"interval must be between 0 and 1, got {prob!r}")
@@ -82,7 +87,8 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     # One standardised residual per posterior draw, shared by all rows: each row's predictive
     # band is then independent of its position in the grid and of chunking.
     noise = draw_residuals(run.spec.likelihood, np.random.default_rng([seed, 1]), (n_samples(run.idata),))
-    grid = grid.reset_index(drop=True)
+    # The grid's cells pass the data-file rules, and no column of it is overwritten by a band.
+    grid = check_grid(grid, outputs=BAND_COLUMNS)
     bands = np.empty((len(grid), 6))
     new_levels = np.empty(len(grid), dtype=object)
     for rows in chunks(len(grid), CHUNK):

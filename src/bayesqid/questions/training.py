@@ -27,7 +27,7 @@ from bayesqid.data.dataset import QID_SOURCES, read_table, validate
 from bayesqid.data.design import NEW_LEVEL, Design, build_design
 from bayesqid.errors import DataError
 from bayesqid.lang.likelihood import NUMPY, observe, pointwise_logp
-from bayesqid.questions.inverse import check_prob, check_range, new_levels
+from bayesqid.questions.inverse import check_family, check_prob, check_range, new_levels
 from bayesqid.questions.predict import NEW_FAMILY
 from bayesqid.sampling.draws import n_samples, row_sigma, row_theta
 from bayesqid.sampling.run import Run
@@ -152,7 +152,7 @@ def _effect_copies(rows: pd.DataFrame, design: Design, k: int) -> pd.DataFrame:
 
 
 def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None = None,
-                   prior: Sequence[float] = DEFAULT_PRIOR,
+                   new_family: bool = False, prior: Sequence[float] = DEFAULT_PRIOR,
                    grid_size: int = DEFAULT_GRID_SIZE, effect_draws: int = DEFAULT_EFFECT_DRAWS,
                    prob: float = CI_PROB, seed: int | None = None) -> TrainingLevel:
     """Posterior of the effective training tokens D of one model from its measured QiD.
@@ -170,6 +170,10 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
         A family the run has fitted: the model is then read as a member of it, with that
         family's own effects (a new checkpoint of a family whose other models were fitted,
         say). Default: a new family, effects drawn from the population.
+    new_family : bool
+        ``family`` is only the label of a new family (the model's effects are drawn from the
+        population); without it, a name the run has not fitted is refused
+        (:func:`bayesqid.questions.inverse.check_family`).
     prior : (float, float)
         Range of the log-uniform prior over D (default 1e9 to 1e15 tokens).
     grid_size : int
@@ -196,10 +200,10 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
     seed = run.seed if seed is None else int(seed)
     log10_d = np.linspace(np.log10(d_lo), np.log10(d_hi), int(grid_size))
     n_grid, n_meas = len(log10_d), len(frame)
+    check_family(run, family, new_family=new_family)
+    if new_family:
+        family = None  # the name was only a label: the model is read as a new family
     if family is not None:
-        if family not in run.levels["family"]:
-            raise DataError(f"family {family!r} is not a fitted family of this run; fitted: "
-                            f"{sorted(run.levels['family'])} (omit it to treat the model as new)")
         label = family
     else:
         label = NEW_FAMILY
