@@ -91,7 +91,7 @@ def test_weights_that_do_not_fit_the_config(neox_dir, tmp_path):
     config = json.loads((ckpt / "config.json").read_text())
     (ckpt / "config.json").write_text(json.dumps({**config, "hidden_size": 128}))
     message = _error([str(ckpt), *QUICK, "--out", str(tmp_path / "r.csv")])
-    assert str(ckpt) in message and "cannot load" in message
+    assert message.startswith(f"{ckpt}: the weights do not fit config.json: tensor of the wrong shape")
 
 
 def test_not_a_causal_lm(neox_dir, tmp_path):

@@ -12,9 +12,11 @@ under one of :data:`TOKEN_KEYS`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,19 +163,101 @@ def load_model(info: CheckpointInfo, *, dtype: str = "auto", device: str = "cpu"
     except Exception as err:  # unknown model_type, malformed fields, ...
         raise DataError(f"{info.path}: config.json is not a model transformers knows "
                         f"({_first_line(err)})") from None
+    if getattr(config, "is_encoder_decoder", False):
+        raise DataError(f"{info.path}: not a causal language model (model_type {config.model_type!r} is an "
+                        "encoder-decoder)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            info.path, config=config, local_files_only=True, trust_remote_code=False,
-            use_safetensors=True, dtype="auto" if dtype == "auto" else getattr(torch, dtype),
-        )
+        with _quiet_transformers():
+            # Mismatched shapes are reported below, in one line, rather than by the library's report.
+            model, loading = AutoModelForCausalLM.from_pretrained(
+                info.path, config=config, local_files_only=True, trust_remote_code=False,
+                use_safetensors=True, dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+                output_loading_info=True, ignore_mismatched_sizes=True,
+            )
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             raise DataError(f"{info.path}: not a causal language model "
                             f"(model_type {config.model_type!r})") from None
         raise DataError(f"{info.path}: cannot load the model ({_first_line(err)})") from None
-    except Exception as err:  # shape mismatches, missing tensors, I/O errors
+    except Exception as err:  # I/O errors, malformed tensors
         raise DataError(f"{info.path}: cannot load the model ({_first_line(err)})") from None
+    _check_loading(info.path, loading)
     return model.to(device).eval()
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bars (its faults are reported in one line)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _check_loading(path: Path, loading: dict[str, Any]) -> None:
+    """Refuse weights that do not match the config: a missing tensor would be left random."""
+    for key, what in (("missing_keys", "missing tensor"), ("unexpected_keys", "unexpected tensor"),
+                      ("mismatched_keys", "tensor of the wrong shape")):
+        found = sorted(str(_mismatch(k)) for k in loading.get(key) or ())
+        if found:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise DataError(f"{path}: the weights do not fit config.json: {what} {found[0]}{more}")
+
+
+def _mismatch(entry: Any) -> str:
+    # Mismatched keys come as (name, stored shape, expected shape).
+    if isinstance(entry, tuple | list) and len(entry) == 3:
+        name, stored, wanted = entry
+        return f"{name} ({tuple(stored)} stored, {tuple(wanted)} expected)"
+    return str(entry)
+
+
+def check_model(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
+    """Refuse a model with non-finite weights, or one whose outputs see later tokens.
+
+    An encoder (BERT and kin) builds as a "causal LM" in transformers and would be measured
+    as one; here the logits at every position but the last are compared on two inputs that
+    differ only in their last token: a causal model gives the same logits.
+
+    Raises
+    ------
+    DataError
+        Naming the directory and the tensor (non-finite values) or the fault.
+    """
+    import torch
+
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise DataError(f"{path}: weight tensor {name} holds non-finite values (NaN or inf)")
+    vocab = int(model.get_input_embeddings().weight.shape[0])
+    context = [getattr(model.config, k, None) for k in ("max_position_embeddings", "n_positions", "n_ctx")]
+    length = min([16] + [int(c) for c in context if isinstance(c, int) and c > 1])
+    device = next(model.parameters()).device
+    first = (torch.arange(length, device=device) * 7 + 3).remainder(vocab).unsqueeze(0)
+    second = first.clone()
+    second[0, -1] = (second[0, -1] + 1) % vocab
+    training = model.training
+    model.eval()  # dropout would make two passes differ whatever the attention
+    try:
+        with torch.inference_mode():
+            a = model(input_ids=first).logits[0, :-1].float()
+            b = model(input_ids=second).logits[0, :-1].float()
+    finally:
+        model.train(training)
+    if not bool(torch.isfinite(a).all()):
+        raise DataError(f"{path}: the model's outputs are not finite")
+    if not torch.allclose(a, b, rtol=1e-3, atol=1e-3 * float(a.abs().max().clamp(min=1.0))):
+        raise DataError(f"{path}: not a causal language model (model_type "
+                        f"{getattr(model.config, 'model_type', '?')!r}): outputs at earlier positions depend "
+                        "on later tokens")
 
 
 def _first_line(err: BaseException) -> str:

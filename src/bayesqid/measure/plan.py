@@ -30,6 +30,10 @@ FIXED_GRID: dict[str, tuple[tuple[int, int | None], ...]] = {"w8a8": ((8, None),
 HESSIAN_METHODS: frozenset[str] = frozenset({"gptq", "gptq-sym"})
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: Predicted evaluation tokens below which QiD is refused (its noise is the size of the effects
+#: measured), and below which a measurement warns.
+MIN_EVAL_TOKENS = 200
+WARN_EVAL_TOKENS = 2000
 #: Bumped when a change to the algorithms changes rows, so old rows are not resumed.
 ALGORITHM_VERSION = 1
 
@@ -111,7 +115,7 @@ class Settings:
             raise DataError(f"--device: expected one of {', '.join(DEVICES)}, got {settings.device!r}")
         if settings.dtype not in DTYPES:
             raise DataError(f"dtype: expected one of {', '.join(DTYPES)}, got {settings.dtype!r}")
-        _integer(settings.max_eval_tokens, "--max-eval-tokens", 2)
+        _integer(settings.max_eval_tokens, "--max-eval-tokens", MIN_EVAL_TOKENS)
         _integer(settings.calib_tokens, "calib_tokens", 1)
         if settings.seq_len is not None:
             _integer(settings.seq_len, "seq_len", 2)

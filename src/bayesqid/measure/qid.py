@@ -159,7 +159,9 @@ def measure(
     infos = [inspect_checkpoint(d) for d in dirs]
     plans = [_plan(info, settings, corpora, d) for info, d in zip(infos, token_counts, strict=True)]
     existing = read_rows(target) if target is not None else None
-    order = [key for plan in plans for key in plan.keys.values()]
+    # A unit is keyed by its weights and settings: the same checkpoint given twice is one unit,
+    # measured and written once.
+    order = list(dict.fromkeys(key for plan in plans for key in plan.keys.values()))
     expected = {key: len(settings.grid(m)) for plan in plans for m, key in plan.keys.items()}
     # A unit counts as done only with all its rows (a hand-truncated file is recomputed).
     done = {} if existing is None else {
@@ -172,7 +174,8 @@ def measure(
     for info, plan in zip(infos, plans, strict=True):
         pending = {m: k for m, k in plan.keys.items() if k not in done}
         if not pending:
-            say(f"{plan.model}: all methods already in {target}; skipped")
+            where = target if target is not None else "this call"
+            say(f"{plan.model}: all methods already measured ({where}); skipped")
             continue
         say(f"{plan.model}: loading {info.path} (weights sha256 {info.sha256[:12]})")
         model = load_model(info, dtype=settings.dtype, device=device_name)

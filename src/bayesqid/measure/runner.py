@@ -8,7 +8,9 @@ method then quantizes the weights, evaluates on the same windows, and restores t
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayesqid.errors import DataError
-from bayesqid.measure.plan import Plan, Settings
+from bayesqid.measure.plan import MIN_EVAL_TOKENS, WARN_EVAL_TOKENS, Plan, Settings
 from bayesqid.measure.table import ROW_COLUMNS
 from bayesqid.measure.text import Corpus
 
@@ -75,7 +77,7 @@ def run_units(
         quantized_inputs,
         set_weight,
     )
-    from bayesqid.measure.checkpoint import non_embedding_params
+    from bayesqid.measure.checkpoint import check_model, non_embedding_params
     from bayesqid.measure.evaluate import batch_size_for, make_windows, mean_loss
     from bayesqid.measure.gptq import prepare
     from bayesqid.measure.methods import METHODS
@@ -83,6 +85,7 @@ def run_units(
     from bayesqid.measure.text import load_tokenizer
 
     evals, calib = corpora
+    check_model(model, info.path)
     config = model.config
     vocab = int(model.get_input_embeddings().weight.shape[0])
     tokenizer = load_tokenizer(info.path, vocab)
@@ -90,8 +93,8 @@ def run_units(
     device = next(model.parameters()).device
     eval_ids = tokenizer.tokens(evals, settings.max_eval_tokens)
     windows = make_windows(eval_ids, seq_len, settings.max_eval_tokens)
-    if windows.shape[0] == 0:
-        raise DataError(f"{evals.name}: the evaluation text has fewer than 2 tokens (--eval)")
+    scored = int(windows.shape[0] * max(windows.shape[1] - 1, 0))
+    check_eval_tokens(scored, evals.name)
     calib_ids = tokenizer.tokens(calib, 8 * settings.calib_tokens)
     if len(calib_ids) < 2:
         raise DataError(f"{calib.name}: the calibration text has fewer than 2 tokens (--calib)")
@@ -102,14 +105,13 @@ def run_units(
     calib_windows = torch.as_tensor(_calibration_windows(
         calib_ids, seq_len, max(1, settings.calib_tokens // seq_len), settings.seed)).to(device)
     batch = batch_size_for(windows.shape[1], int(getattr(config, "vocab_size", vocab) or vocab))
-    scored = int(windows.shape[0] * (windows.shape[1] - 1))
 
     tied = _tied(model)
     linears = quantizable_linears(model, settings.quantize_head)
     originals = {name: get_weight(module).clone() for name, module in linears.items()}
     try:
         start = time.perf_counter()
-        fp16_loss = mean_loss(model, windows, batch)
+        fp16_loss = _finite(mean_loss(model, windows, batch), f"{info.path}: the 16-bit loss")
         say(f"{plan.model}: 16-bit loss {fp16_loss:.4f} nats on {scored} tokens ({_rate(windows, start)})")
         hessians = any(METHODS[m].needs_hessian for m in pending)
         start = time.perf_counter()
@@ -144,11 +146,13 @@ def run_units(
                         quant_loss = mean_loss(model, windows, batch)
                 else:
                     quant_loss = mean_loss(model, windows, batch)
+                grid = "per-channel" if group_size is None else f"g{group_size}"
+                quant_loss = _finite(quant_loss,
+                                     f"{info.path}: the loss under {method.label} {bits}-bit {grid}")
                 rows.append({**common, "bits": bits, "group_size": group_size, "method": method.label,
                              "qid": quant_loss - fp16_loss, "quant_loss": quant_loss,
                              "settings": settings.method_settings(method_name),
                              "unit": pending[method_name], **settings.extra})
-                grid = "per-channel" if group_size is None else f"g{group_size}"
                 say(f"{plan.model}: {method.label} {bits}-bit {grid}: qid {quant_loss - fp16_loss:+.4f} nats "
                     f"(quantize {quantizing:.1f} s, eval {_rate(windows, start)})")
             _restore(linears, originals)
@@ -160,6 +164,31 @@ def run_units(
         if tied is not None and settings.quantize_head:
             head, embedding = tied
             head.weight = embedding.weight  # re-tie what quantizable_linears untied
+
+
+def check_eval_tokens(scored: int, name: str) -> None:
+    """Refuse an evaluation too short to resolve QiD, and warn when it is short.
+
+    QiD is a difference of two mean losses on the same tokens; on fewer than
+    :data:`MIN_EVAL_TOKENS` predicted tokens its noise is of the size of the effects measured.
+
+    Raises
+    ------
+    DataError
+        Naming the text and ``--eval`` / ``--max-eval-tokens``.
+    """
+    if scored < MIN_EVAL_TOKENS:
+        raise DataError(f"{name}: {scored} evaluation tokens are too few to resolve QiD (at least "
+                        f"{MIN_EVAL_TOKENS}; give a longer --eval text or a larger --max-eval-tokens)")
+    if scored < WARN_EVAL_TOKENS:
+        warnings.warn(f"{name}: only {scored} evaluation tokens; QiD below ~0.01 nats is not resolved "
+                      f"(use {WARN_EVAL_TOKENS} or more)", UserWarning, stacklevel=3)
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise DataError(f"{what} is not finite ({value}); the weights or the quantized model overflow")
+    return value
 
 
 def _restore(linears: dict[str, Any], originals: dict[str, Any]) -> None:
