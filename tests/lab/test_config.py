@@ -92,6 +92,23 @@ BAD = [
     ('methods = ["rtn"]', 'methods = ["awq"]', "measure.methods: unknown method 'awq'"),
     ("tokens = 8192", "tokens = 10", "train.tokens: 10 is less than one step"),
     ("[sizes.tiny]", "[sizes.'a b']", "sizes.a b: name must be letters, digits"),
+    # recipe factors: unknown ones, averaging more checkpoints than exist, fp16 without a scaler
+    ('schedule = "cosine"', 'schedule = "cosine"\nmomentum = 0.9', "recipes.cosine.momentum: unknown key"),
+    ("peak_lr = 1e-3", "peak_lr = 1e-3\nlabel_smoothing = 0.1",
+     "recipe_defaults.label_smoothing: unknown key"),
+    ('schedule = "cosine"', 'schedule = "cosine"\naverage_last = 4',
+     "recipes.cosine.average_last: averages 4 checkpoints but the main run has 3 (train.checkpoints)"),
+    ('schedule = "cosine"', 'schedule = "cosine"\naverage_last = 1',
+     "recipes.cosine.average_last: 1 checkpoint is no average"),
+    ('schedule = "cosine"', 'schedule = "cosine"\naverage_last = -2',
+     "recipes.cosine.average_last: must be an integer >= 0, got -2"),
+    ('schedule = "cosine"', 'schedule = "cosine"\nprecision = "fp16"\nloss_scaling = false',
+     "recipes.cosine.loss_scaling: fp16 training needs a loss scaler"),
+    ('schedule = "cosine"', 'schedule = "cosine"\nloss_scaling = "yes"',
+     "recipes.cosine.loss_scaling: must be true or false, got 'yes'"),
+    ('schedule = "cosine"', 'schedule = "cosine"\ndropout = 0.95',
+     "recipes.cosine.dropout: must be a number in [0.0, 0.9], got 0.95"),
+    ("[train]", '[corpus]\ntrain = "nowhere-dir"\n[train]', "corpus.train: 'nowhere-dir' does not exist"),
 ]
 
 
@@ -115,3 +132,57 @@ def test_missing_file_and_broken_toml(tmp_path) -> None:
         load_config(_write(tmp_path, "[train\n"))
     with pytest.raises(SpecError, match=r"recipes\.cosine\.peak_lr: missing"):
         load_config(_write(tmp_path, BASE.replace("peak_lr = 1e-3", "")))
+
+
+def test_a_directory_is_not_a_config(tmp_path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_config(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path}: is a directory, not a config file")
+
+
+def test_recipe_factors_and_averaging_load(tmp_path) -> None:
+    text = BASE.replace('schedule = "cosine"', 'schedule = "cosine"\nprecision = "fp16"\naverage_last = 3\n'
+                        "dropout = 0.1\ngrad_clip = 0.0", 1)
+    recipe = load_config(_write(tmp_path, text)).recipes[0]
+    assert (recipe.precision, recipe.loss_scaling, recipe.average_last) == ("fp16", True, 3)
+    assert (recipe.dropout, recipe.grad_clip) == (0.1, 0.0)
+
+
+def test_recipes_config_varies_one_factor_at_a_time() -> None:
+    from dataclasses import asdict
+
+    cfg = load_config("recipes")
+    assert len(cfg.seeds) >= 2 and len(cfg.sizes) == 1
+    base, *others = cfg.recipes
+    varied = {}
+    for recipe in others:
+        diff = {k for k, v in asdict(recipe).items()
+                if k not in ("name", "average_last") and v != asdict(base)[k]}
+        assert len(diff) == 1, (recipe.name, diff)  # one factor at a time
+        (factor,) = diff
+        varied.setdefault(factor, set()).add(getattr(recipe, factor))
+    assert {0.0, 0.01} <= varied["weight_decay"] and base.weight_decay == 0.1
+    assert varied["dropout"] == {0.1} and varied["grad_clip"] == {0.0}
+    assert varied["precision"] == {"bf16", "fp16"} and base.precision == "fp32"
+    assert len(varied["peak_lr"]) == 1 and base.average_last >= 2
+    assert {"rtn", "gptq", "w8a8"} <= set(cfg.measure.methods) and {3, 4} <= set(cfg.measure.bits)
+    assert len(cfg.checkpoints) >= 3  # the final checkpoint and earlier ones
+
+
+def test_long_config_reaches_2000_tokens_per_parameter() -> None:
+    from bayesqid.lab.estimate import cost_of
+
+    cfg = load_config("long")
+    assert {r.schedule for r in cfg.recipes} == {"cosine", "wsd"}
+    assert any(r.cooldown_from for r in cfg.recipes)
+    assert min(cfg.tokens / cost_of(cfg, s).non_embedding for s in cfg.sizes) >= 2000
+    ratios = [b / a for a, b in zip(cfg.checkpoints, cfg.checkpoints[1:])]
+    assert max(ratios) / min(ratios) < 1.05  # log-spaced
+    assert cfg.corpus.train == "python"
+
+
+@pytest.mark.parametrize(("name", "minutes"), [("recipes", 60), ("long", 45), ("default", 40)])
+def test_shipped_cpu_sweeps_are_sized_for_two_cores(name: str, minutes: float) -> None:
+    from bayesqid.lab.estimate import sweep_seconds
+
+    assert sweep_seconds(load_config(name), workers=2) < minutes * 60

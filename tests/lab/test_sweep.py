@@ -16,8 +16,9 @@ pytest.importorskip("transformers")
 
 from bayesqid.lab import sweep  # noqa: E402  (after the skips: it needs the lab's packages to run)
 
-#: Smaller than the shipped smoke config: one 1-layer model, a cosine and a WSD run with one
-#: cooldown branch, 32k tokens each, RTN at 3 and 4 bits on 1k evaluation tokens.
+#: Smaller than the shipped smoke config: one 1-layer model, a cosine run (with the mean of its
+#: last 2 checkpoints) and a WSD run with one cooldown branch, 32k tokens each, RTN at 3 and 4
+#: bits on 1k evaluation tokens.
 TINY = """
 name = "tiny"
 [sizes.tiny]
@@ -39,6 +40,7 @@ warmup_tokens = 2048
 dropout = 0.1
 [recipes.cosine]
 schedule = "cosine"
+average_last = 2
 [recipes.wsd]
 schedule = "wsd"
 cooldown_from = [8192]
@@ -76,12 +78,20 @@ def test_rows_validate_and_carry_the_recipe(finished) -> None:
     out, _ = finished
     rows = pd.read_csv(out / "qid.csv")
     canonical = bq.validate(rows, path="qid.csv")
-    assert len(canonical) == len(rows) == 2 * (3 + 3 + 1)  # 2 bit widths x (cosine 3, wsd 3 + 1 branch)
+    # 2 bit widths x (cosine 3 + 1 average, wsd 3 + 1 branch)
+    assert len(canonical) == len(rows) == 2 * (3 + 1 + 3 + 1)
     assert set(rows["family"]) == {"cosine", "wsd"} and set(rows["model"]) == {"tiny"}
     assert set(rows["lr_schedule"]) <= RECIPE_VALUES["lr_schedule"]
     assert set(rows["train_precision"]) <= RECIPE_VALUES["train_precision"]
     assert rows["lr_frac"].between(0, 1).all() and (rows["weight_decay"] >= 0).all()
     assert set(rows["seed"]) == {5} and set(rows["dropout"]) == {0.1}
+    averaged = rows[rows["average_last"] == 2]
+    assert len(averaged) == 2 and set(averaged["family"]) == {"cosine"} and set(averaged["tokens"]) == {32768}
+    assert set(rows["average_last"]) == {0, 2}
+    assert {"dropout", "grad_clip", "peak_lr", "average_last", "train_epochs"} <= set(rows.columns)
+    # 200,000 training bytes: the final checkpoint has read them 32768 / 200000 times on average
+    assert rows.loc[rows["tokens"] == 32768, "train_epochs"].eq(round(32768 / 200_000, 6)).all()
+    rows = rows[rows["average_last"] == 0]
     by = rows.drop_duplicates(["family", "tokens", "cooldown_from"]).set_index(["family", "tokens"])
     end = by.loc[("cosine", 32768)]
     assert end["annealed"] and end["lr_frac"] == pytest.approx(0.1)
@@ -106,6 +116,19 @@ def test_checkpoints_and_manifest(finished) -> None:
     assert manifest["status"] == "finished" and manifest["device"] == "cpu" and manifest["seeds"] == [5]
     assert len(manifest["corpus"]["train"]["sha256"]) == 64 and manifest["versions"]["torch"]
     assert manifest["config"]["recipes"][1]["cooldown_from"] == [8192]
+    assert manifest["epochs_per_run"] == {"cosine": round(32768 / 200_000, 6),
+                                          "wsd": round(34816 / 200_000, 6)}
+    cosine = out / "checkpoints" / "tiny" / "cosine" / "seed5"
+    mean = cosine / "average-last2-t000000032768"
+    assert json.loads((mean / "bayesqid.json").read_text())["averaged"] == ["main-t000000016384",
+                                                                           "main-t000000032768"]
+    from safetensors.torch import load_file
+
+    parts = [load_file(cosine / n / "model.safetensors")
+             for n in ("main-t000000016384", "main-t000000032768")]
+    averaged = load_file(mean / "model.safetensors")
+    for key, value in averaged.items():
+        torch.testing.assert_close(value, (parts[0][key] + parts[1][key]) / 2)
 
 
 def test_killed_sweep_resumes_to_the_same_rows(tmp_path, config_path, finished) -> None:

@@ -19,15 +19,18 @@ from typing import Any
 
 from bayesqid.errors import SpecError
 from bayesqid.lab.schedules import SCHEDULES, Schedule, cooldown_end, wsd_decay_start
-from bayesqid.measure.plan import METHOD_LABELS
+from bayesqid.measure.plan import METHOD_LABELS, MIN_EVAL_TOKENS
 
 __all__ = ["ARCHITECTURES", "METHODS", "PRECISIONS", "SHIPPED", "Corpus", "LabConfig",
            "MeasureSettings", "Recipe", "Size", "load_config", "shipped_path"]
 
 #: Names of the configurations shipped in ``bayesqid/lab/configs``.
-SHIPPED: tuple[str, ...] = ("smoke", "default", "gpu")
+SHIPPED: tuple[str, ...] = ("smoke", "default", "gpu", "recipes", "recipes-gpu", "long")
 ARCHITECTURES: tuple[str, ...] = ("gpt_neox", "llama")
 PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp32")
+#: Training texts known by name: the standard library's sub-packages, or every Python source file
+#: installed in the running environment (the standard library's and site-packages', deduplicated).
+TRAIN_SOURCES: tuple[str, ...] = ("stdlib", "python")
 #: Quantizers the lab asks ``measure`` for (checked here so a typo fails before training).
 METHODS: tuple[str, ...] = tuple(sorted(METHOD_LABELS))
 #: Weight bit widths ``measure`` quantizes to.
@@ -41,9 +44,10 @@ _SIZE = {"layers", "d_model", "heads", "ffn"}
 _TRAIN = {"tokens", "batch", "seq_len", "seeds", "checkpoints"}
 _LOG_CHECKPOINTS = {"first", "count"}
 _RECIPE = {"schedule", "peak_lr", "warmup_tokens", "min_lr_frac", "decay_frac", "cooldown_from",
-           "weight_decay", "dropout", "grad_clip", "precision"}
+           "weight_decay", "dropout", "grad_clip", "precision", "loss_scaling", "average_last"}
 _RECIPE_DEFAULTS = {"warmup_tokens": 0, "min_lr_frac": 0.1, "decay_frac": 0.2, "cooldown_from": [],
-                    "weight_decay": 0.1, "dropout": 0.0, "grad_clip": 1.0, "precision": "fp32"}
+                    "weight_decay": 0.1, "dropout": 0.0, "grad_clip": 1.0, "precision": "fp32",
+                    "loss_scaling": True, "average_last": 0}
 _CORPUS = {"train", "train_bytes", "eval", "calib"}
 _MEASURE = {"bits", "methods", "group_size", "eval_tokens", "calib_tokens"}
 
@@ -74,14 +78,18 @@ class Recipe:
     dropout: float
     grad_clip: float
     precision: str
+    loss_scaling: bool = True  # fp16 only: a dynamic loss scaler (GradScaler)
+    average_last: int = 0  # > 1: also measure the mean weights of the last K main-run checkpoints
 
 
 @dataclass(frozen=True)
 class Corpus:
     """Where the texts come from: ``"stdlib"`` (the running interpreter's library source) or a path.
 
-    The default training text is the standard library's sub-packages; the default evaluation
-    and calibration texts are ``measure``'s split of its top-level modules (no shared file).
+    The default training text is the standard library's sub-packages; ``"python"`` is every
+    Python source file installed in the environment, deduplicated (for runs long enough to
+    repeat the standard library many times). The default evaluation and calibration texts are
+    ``measure``'s split of the top-level standard-library modules, which no training text holds.
     """
 
     train: str
@@ -171,12 +179,17 @@ def load_config(config: str | Path) -> LabConfig:
         path, shown = shipped_path(text_name), f"{text_name}.toml"
     else:
         path, shown = Path(config), text_name
+        if path.is_dir():
+            raise SpecError(f"{shown}: is a directory, not a config file; give a .toml file or a "
+                            f"shipped config: {list(SHIPPED)}")
         if not path.is_file():
             raise SpecError(f"{shown}: no such config file; shipped configs: {list(SHIPPED)}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SpecError(f"{shown}: not valid TOML: {' '.join(str(err).split())}") from None
+    except OSError as err:
+        raise SpecError(f"{shown}: cannot be read ({err.strerror or type(err).__name__})") from None
     return _Checker(shown).config(raw, default_name=path.stem)
 
 
@@ -258,8 +271,9 @@ class _Checker:
             raise self.fail("recipes", "must be a table of named recipes, e.g. [recipes.cosine]")
         for name in recipes_raw:
             self.name(name, f"recipes.{name}")
+        main_checkpoints = len(checkpoints)
         recipes = tuple(self.recipe(name, {**_RECIPE_DEFAULTS, **defaults, **self.table(
-            body, f"recipes.{name}", _RECIPE, {"schedule"})}, budget, per_step)
+            body, f"recipes.{name}", _RECIPE, {"schedule"})}, budget, per_step, main_checkpoints)
             for name, body in recipes_raw.items())
         name = raw.get("name", default_name)
         if not isinstance(name, str) or not name:
@@ -317,7 +331,7 @@ class _Checker:
                             self.integer(spec.get("ffn", 4 * d_model), f"{key}.ffn")))
         return tuple(out)
 
-    def recipe(self, name: str, spec: dict, budget: int, per_step: int) -> Recipe:
+    def recipe(self, name: str, spec: dict, budget: int, per_step: int, main_checkpoints: int) -> Recipe:
         key = f"recipes.{name}"
         if "peak_lr" not in spec:
             raise self.fail(f"{key}.peak_lr", "missing (set it here or in [recipe_defaults])")
@@ -363,19 +377,36 @@ class _Checker:
             weight_decay=self.number(spec["weight_decay"], f"{key}.weight_decay", 0.0),
             dropout=self.number(spec["dropout"], f"{key}.dropout", 0.0, 0.9),
             grad_clip=self.number(spec["grad_clip"], f"{key}.grad_clip", 0.0),
-            precision=self.choice(spec["precision"], f"{key}.precision", PRECISIONS, "precision"))
+            precision=self.choice(spec["precision"], f"{key}.precision", PRECISIONS, "precision"),
+            loss_scaling=self.flag(spec["loss_scaling"], f"{key}.loss_scaling"),
+            average_last=self.integer(spec["average_last"], f"{key}.average_last", 0))
+        if recipe.precision == "fp16" and not recipe.loss_scaling:
+            # fp16 gradients of small losses underflow to zero without a scaler: refused, not run.
+            raise self.fail(f"{key}.loss_scaling", "fp16 training needs a loss scaler (set loss_scaling = "
+                            "true, or use precision 'bf16' or 'fp32')")
+        if recipe.average_last == 1:
+            raise self.fail(f"{key}.average_last", "1 checkpoint is no average; use 0 (none) or 2 or more")
+        if recipe.average_last > main_checkpoints:
+            raise self.fail(f"{key}.average_last", f"averages {recipe.average_last} checkpoints but the main "
+                            f"run has {main_checkpoints} (train.checkpoints)")
         return recipe
+
+    def flag(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
 
     def corpus(self, raw: Any) -> Corpus:
         spec = self.table(raw, "corpus", _CORPUS)
         sources = {}
         for part in ("train", "eval", "calib"):
             source = spec.get(part, "stdlib")
+            named = TRAIN_SOURCES if part == "train" else ("stdlib",)
             if not isinstance(source, str) or not source:
-                raise self.fail(f"corpus.{part}", f"must be 'stdlib' or a path, got {source!r}")
-            if source != "stdlib" and not Path(source).exists():
+                raise self.fail(f"corpus.{part}", f"must be one of {list(named)} or a path, got {source!r}")
+            if source not in named and not Path(source).exists():
                 raise self.fail(f"corpus.{part}",
-                                f"{source!r} does not exist (use 'stdlib' or a file or folder)")
+                                f"{source!r} does not exist (use one of {list(named)} or a file or folder)")
             sources[part] = source
         train_bytes = self.integer(spec.get("train_bytes", 4_000_000), "corpus.train_bytes", 1024)
         return Corpus(train=sources["train"], train_bytes=train_bytes, eval=sources["eval"],
@@ -402,5 +433,6 @@ class _Checker:
         return MeasureSettings(
             bits=tuple(sorted(set(bits))), methods=tuple(dict.fromkeys(methods)),
             group_sizes=tuple(dict.fromkeys(group_sizes)),
-            eval_tokens=self.integer(spec.get("eval_tokens", 16384), "measure.eval_tokens", 2),
+            eval_tokens=self.integer(spec.get("eval_tokens", 16384), "measure.eval_tokens",
+                                     MIN_EVAL_TOKENS),
             calib_tokens=self.integer(spec.get("calib_tokens", 8192), "measure.calib_tokens", 2))

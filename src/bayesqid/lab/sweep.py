@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,8 @@ __all__ = ["RECIPE_COLUMNS", "lab_dataset_path", "load_lab_dataset", "run_lab", 
 #: Columns the lab appends to ``measure``'s rows, in order. ``measure``'s own ``seed`` column (the
 #: seed of its calibration windows) is given the training seed, so ``seed`` names the run.
 RECIPE_COLUMNS: tuple[str, ...] = ("lr_schedule", "lr_frac", "annealed", "train_precision", "weight_decay",
-                                   "dropout", "grad_clip", "peak_lr", "cooldown_from", "train_loss")
+                                   "dropout", "grad_clip", "peak_lr", "average_last", "cooldown_from",
+                                   "train_loss", "train_epochs")
 #: Bundled lab datasets live in ``bayesqid/lab/data/<name>/qid.csv``.
 #: Bundled lab datasets live with the other bundled data (the data wing reads them too).
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "lab"
@@ -104,15 +106,36 @@ def run_lab(config: str | Path | LabConfig, out: str | os.PathLike[str], *, sche
     from bayesqid.measure.deps import require_lab
 
     torch = require_lab("bayesqid lab")
+    from bayesqid.lab.estimate import check_memory
+    from bayesqid.lab.train import check_precision
+
     say = progress or (lambda _line: None)
     cfg = config if isinstance(config, LabConfig) else load_config(config)
-    out = _writable(Path(out))
+    # Everything that can be refused is checked before the output folder is made.
     device = _device(torch, device)
+    for recipe in cfg.recipes:
+        check_precision(recipe, torch.device(device))
+    in_process = scheduler == "synchronous"
+    concurrent = 1 if in_process or device.startswith("cuda") else (n_workers or os.cpu_count() or 1)
+    check_memory(cfg, device, concurrent=concurrent if scheduler in (None, "synchronous") else 1)
     corpus = _corpus_record(cfg)
+    created = not Path(out).exists()
+    out = _writable(Path(out))
+    try:
+        return _sweep(cfg, out, corpus, device, scheduler, n_workers, threads, in_process, progress, say)
+    except Exception:
+        if created and not _any_checkpoint(out):
+            shutil.rmtree(out, ignore_errors=True)  # a failed start leaves no half-made folder
+        raise
+
+
+def _sweep(cfg: LabConfig, out: Path, corpus: dict[str, Any], device: str, scheduler: str | None,
+           n_workers: int | None, threads: int | None, in_process: bool,
+           progress: Callable[[str], None] | None, say: Callable[[str], None]) -> pd.DataFrame:
+    """The sweep itself, once everything it needs is checked (see :func:`run_lab`)."""
     _check_manifest(out, cfg, corpus)
     started = time.time()
     _write_manifest(out, cfg, corpus, device, scheduler, status="running")
-    in_process = scheduler == "synchronous"
     # Two torch threads in-process on the 2-core machines this was sized on; one per Dask worker,
     # whose processes already fill the cores.
     if threads is None:
@@ -151,6 +174,7 @@ def run_one(*, config: LabConfig, size: str, recipe: str, seed: int, out: str, d
     """
     import torch
 
+    from bayesqid.lab.corpus import epochs
     from bayesqid.lab.train import load_train_text, train_run
     from bayesqid.measure.qid import measure
 
@@ -181,11 +205,17 @@ def run_one(*, config: LabConfig, size: str, recipe: str, seed: int, out: str, d
             annealed="true" if ckpt.annealed else "false", train_precision=the_recipe.precision,
             weight_decay=the_recipe.weight_decay, dropout=the_recipe.dropout,
             grad_clip=the_recipe.grad_clip, seed=seed, peak_lr=the_recipe.peak_lr,
-            cooldown_from=ckpt.cooldown_from, train_loss=ckpt.train_loss)
+            average_last=ckpt.average_last, cooldown_from=ckpt.cooldown_from, train_loss=ckpt.train_loss,
+            # Expected reads of each training byte up to this checkpoint (repeated text is a confound).
+            train_epochs=round(epochs(ckpt.tokens, len(train)), 6))
         frames.append(rows)
     frame = pd.concat(frames, ignore_index=True)
     # Parquet needs one type per column; measure's text columns may hold pd.NA.
     return frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
+
+
+def _any_checkpoint(out: Path) -> bool:
+    return any((out / "checkpoints").glob("*/*/*/*/bayesqid.json"))
 
 
 def _key(size: str, recipe: str, seed: int) -> str:
@@ -274,8 +304,14 @@ def _write_manifest(out: Path, cfg: LabConfig, corpus: dict[str, Any], device: s
 
     on_gpu = device.startswith("cuda")
     hardware = torch.cuda.get_device_name(device) if on_gpu else platform.processor() or "cpu"
+    from bayesqid.lab.corpus import epochs
+    from bayesqid.lab.estimate import run_tokens
+
+    # Epochs of the training text each run reads (every size and seed of a recipe reads the same).
+    read = {r.name: round(epochs(run_tokens(cfg, r), corpus["train"]["bytes"]), 6) for r in cfg.recipes}
     _write_json(out / "manifest.json", {
         "status": status, "config": _comparable(cfg), "config_origin": cfg.origin, "corpus": corpus,
+        "epochs_per_run": read,
         "seeds": list(cfg.seeds), "device": device, "hardware": hardware,
         "scheduler": scheduler or "local", "versions": versions, **extra})
 

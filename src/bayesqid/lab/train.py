@@ -27,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from bayesqid.errors import DataError
+from bayesqid.errors import SpecError
 from bayesqid.lab.config import LabConfig, Recipe, Size
+from bayesqid.lab.corpus import load_train_text
 from bayesqid.lab.schedules import Schedule, cooldown_end
 from bayesqid.measure.checkpoint import METADATA_FILE, non_embedding_params
 
-__all__ = ["METADATA", "VOCAB", "Checkpoint", "TrainStep", "batch_at", "build_model", "load_train_text",
-           "train_run"]
+__all__ = ["METADATA", "VOCAB", "Checkpoint", "TrainStep", "batch_at", "build_model", "check_precision",
+           "load_train_text", "train_run"]
 
 #: Byte-level vocabulary: every byte is a token, no tokenizer files are needed.
 VOCAB = 256
@@ -43,9 +44,6 @@ _ADAM_BETAS = (0.9, 0.95)
 #: A checkpoint's metadata, read by ``measure`` (its ``tokens``) and by the lab (the rest); a
 #: checkpoint directory without it is incomplete.
 METADATA = METADATA_FILE
-#: Standard-library folders left out of the default training text: the measure corpora use the
-#: top-level modules; ``test`` is mostly repetitive fixtures, the others are data tables.
-_STDLIB_SKIP = {"site-packages", "dist-packages", "test", "encodings", "pydoc_data", "__pycache__"}
 
 
 @dataclass(frozen=True)
@@ -60,44 +58,33 @@ class Checkpoint:
     cooldown_from: int  # tokens where a cooldown branch left the stable phase; 0 on the main run
     params: int
     train_loss: float
+    average_last: int = 0  # > 1: the mean weights of this many main-run checkpoints ending here
 
 
-def load_train_text(source: str, max_bytes: int) -> tuple[np.ndarray, str]:
-    """Training bytes and their sha256.
+def check_precision(recipe: Recipe, device: torch.device) -> None:
+    """Refuse a recipe's precision on a device that cannot train in it (before any work).
 
-    ``"stdlib"`` reads the ``.py`` files in the sub-packages of the running interpreter's
-    standard library (not the top-level modules, which ``measure`` evaluates and calibrates
-    on, so training and evaluation never share a file), in an order fixed by the sha256 of each
-    relative path (a mix of packages, the same on every run); a path reads a file or every
-    non-hidden file under a folder, sorted. The text is cut at ``max_bytes``.
+    fp16 trains with a dynamic loss scaler (``torch.amp.GradScaler``) and bf16 with autocast; a
+    device without them (an old GPU without bf16, a torch build without a CPU scaler) is named
+    in one line rather than failing inside the first step.
+
+    Raises
+    ------
+    SpecError
+        Naming ``recipes.NAME.precision`` and the device.
     """
-    import hashlib
-    import os
-
-    if source == "stdlib":
-        root = Path(os.path.dirname(os.__file__))
-        files = []
-        for folder, subdirs, names in os.walk(root):
-            subdirs[:] = [d for d in subdirs if d not in _STDLIB_SKIP]  # never walk site-packages
-            if Path(folder) != root:
-                files += [Path(folder, n) for n in names if n.endswith(".py")]
-        files.sort(key=lambda p: hashlib.sha256(p.relative_to(root).as_posix().encode()).hexdigest())
-    else:
-        root = Path(source)
-        files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file() and not any(
-                part.startswith(".") for part in p.relative_to(root).parts))
-    chunks, size = [], 0
-    for path in files:
-        if size >= max_bytes:
-            break
-        chunk = path.read_bytes()[: max_bytes - size] + b"\n\n"
-        chunks.append(chunk)
-        size += len(chunk)
-    data = b"".join(chunks)[:max_bytes]
-    if len(data) < 1024:
-        raise DataError(f"{source}: too little training text ({len(data)} bytes)")
-    return np.frombuffer(data, dtype=np.uint8), hashlib.sha256(data).hexdigest()
+    key = f"recipes.{recipe.name}.precision"
+    if recipe.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SpecError(f"{key}: bf16 is not supported on {device} ({torch.cuda.get_device_name(device)}); "
+                        "use 'fp16' (with its loss scaler) or 'fp32'")
+    if recipe.precision == "fp16":
+        try:
+            torch.amp.GradScaler(device.type, enabled=True)
+            with torch.autocast(device.type, dtype=torch.float16):
+                torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)
+        except (RuntimeError, AssertionError, ValueError) as err:
+            raise SpecError(f"{key}: fp16 needs autocast and a loss scaler, which {device} cannot do "
+                            f"({type(err).__name__}); use 'bf16' or 'fp32'") from None
 
 
 def build_model(architecture: str, size: Size, *, seq_len: int, dropout: float, seed: int) -> torch.nn.Module:
@@ -247,8 +234,38 @@ def train_run(config: LabConfig, size: Size, recipe: Recipe, seed: int, run_dir:
                      origin=names[start])
         _drop_state(run_dir / names[start])  # its branch is done: the stable state is no longer needed
     _drop_state(run_dir / names[stops[-1]])
+    if recipe.average_last:
+        main_names = [names[config.steps(t)] for t in config.checkpoints]
+        _average(config, size, recipe, seed, run_dir, main_names, say)
     return [_read(run_dir / n) for n in [names[s] for s in stops] + sorted(
-        n for n in _finished(run_dir) if n.startswith("cooldown-"))]
+        n for n in _finished(run_dir) if n.startswith(("cooldown-", "average-")))]
+
+
+def _average(config: LabConfig, size: Size, recipe: Recipe, seed: int, run_dir: Path, main: list[str],
+             say: Callable[[str], None]) -> None:
+    """Write the mean weights of the last ``recipe.average_last`` main-run checkpoints as a checkpoint.
+
+    Weight averaging of the last checkpoints (Catalan-Tatjer et al. 2025) is measured as a
+    checkpoint of its own, beside the plain final one; its metadata is the final checkpoint's
+    with ``average_last`` set.
+    """
+    parts = main[-recipe.average_last:]
+    name = f"average-last{recipe.average_last}-{parts[-1].removeprefix('main-')}"
+    if (run_dir / name / METADATA).is_file():
+        return
+    from transformers import AutoModelForCausalLM
+
+    # Read back through transformers, whose tensor names on disk may differ from the module's.
+    models = [AutoModelForCausalLM.from_pretrained(run_dir / part, local_files_only=True,
+                                                   use_safetensors=True) for part in parts]
+    states = [m.state_dict() for m in models]
+    model = models[-1]
+    model.load_state_dict({k: torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype)
+                           for k, v in states[-1].items()}, strict=True)
+    info = json.loads((run_dir / parts[-1] / METADATA).read_text(encoding="utf-8"))
+    info |= {"average_last": recipe.average_last, "averaged": parts}
+    _save_checkpoint(run_dir / name, model, None, info)
+    say(f"[{size.name}/{recipe.name}/seed{seed}] checkpoint {name}: mean of {', '.join(parts)}")
 
 
 def _segment(config: LabConfig, size: Size, recipe: Recipe, seed: int, run_dir: Path, train: np.ndarray,
@@ -303,7 +320,8 @@ def _segment(config: LabConfig, size: Size, recipe: Recipe, seed: int, run_dir: 
                     _drop_state(run_dir / older)
 
 
-def _save_checkpoint(folder: Path, model: torch.nn.Module, trainer: TrainStep, info: dict[str, Any]) -> None:
+def _save_checkpoint(folder: Path, model: torch.nn.Module, trainer: TrainStep | None,
+                     info: dict[str, Any]) -> None:
     """Write the checkpoint under a temporary name, then rename it into place (complete or absent)."""
     from transformers.utils import logging as hf_logging
 
@@ -311,7 +329,8 @@ def _save_checkpoint(folder: Path, model: torch.nn.Module, trainer: TrainStep, i
     shutil.rmtree(tmp, ignore_errors=True)
     hf_logging.disable_progress_bar()  # save_pretrained's per-shard bar is noise in the lab's progress
     model.save_pretrained(tmp, safe_serialization=True)
-    trainer.save_state(tmp / "state", info["step"])
+    if trainer is not None:  # an averaged checkpoint continues nothing: no optimizer state
+        trainer.save_state(tmp / "state", info["step"])
     (tmp / METADATA).write_text(json.dumps(info, indent=1), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -333,4 +352,4 @@ def _read(folder: Path) -> Checkpoint:
     info = json.loads((folder / METADATA).read_text(encoding="utf-8"))
     return Checkpoint(path=folder, step=info["step"], tokens=info["tokens"], lr_frac=info["lr_frac"],
                       annealed=info["annealed"], cooldown_from=info["cooldown_from"], params=info["params"],
-                      train_loss=info["train_loss"])
+                      train_loss=info["train_loss"], average_last=info.get("average_last", 0))
