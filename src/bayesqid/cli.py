@@ -486,21 +486,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = lambda message, *_a, **_k: print(
                 f"bayesqid {command}: warning: {_one_line(message)}", file=sys.stderr)
             return COMMANDS[command](args)
-    except KeyboardInterrupt:
-        kept = ("finished work is kept; rerun the same command to resume" if command in RESUMABLE
-                else "no partial output was written")
-        print(f"{_prog(command)}: interrupted; {kept}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BayesqidError as err:
-        print(f"bayesqid {command}: error: {_one_line(err)}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as err:  # an output path that cannot be written (permissions, full disk, ...)
-        print(f"bayesqid {command}: error: {_one_line(err)}", file=sys.stderr)
-        return EXIT_USAGE
+    except BaseException as err:
+        # Whatever a signal turned into counts as the interruption: a KeyboardInterrupt raised
+        # inside an extension module's import or a library's callback may surface as another
+        # error (or be swallowed, leaving only the flag).
+        if isinstance(err, KeyboardInterrupt) or _interrupted:
+            kept = ("finished work is kept; rerun the same command to resume" if command in RESUMABLE
+                    else "no partial output was written")
+            print(f"{_prog(command)}: interrupted; {kept}", file=sys.stderr)
+            _forget_unhandled_interrupt()
+            return EXIT_INTERRUPTED
+        # OSError: an output path that cannot be written (permissions, full disk, ...).
+        if isinstance(err, (BayesqidError, OSError)):
+            print(f"bayesqid {command}: error: {_one_line(err)}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         sys.unraisablehook = unraisable
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Make the interpreter exit with the status :func:`main` returns, not by SIGINT.
+
+    CPython flags a KeyboardInterrupt that escapes code it evaluates from C (some extension
+    modules run code that way while they are imported) and, at exit, then kills the process with
+    SIGINT whatever status was returned; a signal that lands there during a command's imports
+    would make it die by SIGINT instead of exiting 130. Evaluating a no-op by the same C path
+    clears the flag.
+    """
+    import ctypes
+
+    ctypes.pythonapi.PyRun_SimpleString(b"pass")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
