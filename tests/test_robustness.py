@@ -171,6 +171,17 @@ SPECS = {
                       ["unknown group 'model'", "'family', 'quantizer', 'eval_set'"]),
     "invalid-toml": ('name = "x\nlaw = "ouyang"\n', ["invalid TOML", "line 1"]),
     "future-version": ('spec_version = 2\nname = "x"\nlaw = "ouyang"\n', ["spec_version 2 is not supported"]),
+    # numbers out of their range and shapes out of bounds (class 2)
+    "censor-inf": ('name = "x"\nlaw = "ouyang"\n[likelihood]\ncensor_below = inf\n',
+                   ["censor_below must be > 0 and finite", "got inf"]),
+    "censor-nan": ('name = "x"\nlaw = "ouyang"\n[likelihood]\ncensor_below = nan\n', ["censor_below"]),
+    "huge-integer-scale": ('name = "x"\nlaw = "ouyang"\n[priors.alpha]\ndist = "normal"\nmu = 0\n'
+                           'sigma = 99999999999999999999999\n', ["'sigma' must be within"]),
+    "zero-nu-offsets": ('name = "x"\nlaw = "ouyang"\n[effects.family]\nparams = ["log_k"]\nnu = 0\n',
+                        ["effects.family.nu.log_k must be a positive number"]),
+    "deep-nesting": ('name = "x"\nlaw = "ouyang"\ndescription = ' + "[" * 50_000 + "]" * 50_000 + "\n",
+                     ["nested too deeply"]),
+    "long-law-name": ('name = "x"\nlaw = "' + "o" * 5000 + '"\n', ["unknown law 'oooo", "known:"]),
 }
 
 
@@ -356,7 +367,8 @@ def _files(tmp_path: Path) -> list[str]:
 OUT_KINDS = ["under-a-file", "directory", "unwritable"]
 OUT_COMMANDS = ["fit", "predict", "tokens", "training-level", "report", "sensitivity", "sbc", "compare"]
 #: sbc and compare write into a folder: their --out is meant to be a directory.
-OUT_CASES = [(c, k) for c in OUT_COMMANDS for k in OUT_KINDS if not (k == "directory" and c in ("sbc", "compare"))]
+OUT_CASES = [(c, k) for c in OUT_COMMANDS for k in OUT_KINDS
+             if not (k == "directory" and c in ("sbc", "compare"))]
 
 
 def _out_argv(command: str, saved: Path, measurements: Path, out: Path) -> list[str]:
@@ -457,7 +469,8 @@ COUNTS = [
 
 @settings(max_examples=60, deadline=None)
 @given(case=st.sampled_from(COUNTS),
-       value=st.one_of(st.integers(-10**12, -1).map(str), st.sampled_from(["-0.5", "1.5", "x", "", "1e3", "nan"])))
+       value=st.one_of(st.integers(-10**12, -1).map(str),
+                       st.sampled_from(["-0.5", "1.5", "x", "", "1e3", "nan"])))
 def test_count_options_refuse_bad_values(case, value):
     command, option, _ = case
     err = io.StringIO()

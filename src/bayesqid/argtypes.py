@@ -38,12 +38,13 @@ MAX_SEED = 2**32 - 1
 
 def seed(text: str) -> int:
     """A random seed, an integer within 0..:data:`MAX_SEED` (numpy refuses negative seeds)."""
+    expected = f"expected an integer seed within 0..{MAX_SEED}, got {text!r}"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed within 0..{MAX_SEED}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(expected) from None
     if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer seed within 0..{MAX_SEED}, got {text!r}")
+        raise argparse.ArgumentTypeError(expected)
     return value
 
 

@@ -524,3 +524,184 @@ def test_bad_residual_scale_groups_are_one_line_errors(lik, match):
     with pytest.raises(SpecError, match=match) as err:
         ModelSpec.from_dict(_with_scale_by(**lik), where="x.toml")
     assert "\n" not in str(err.value)
+
+
+# --- class 2 of the bad-input corpus: every number in range, shape bounded, valid means buildable --
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bayesqid.lang.priors import ARG_LIMITS, MAX_ARG, MIN_NU, MIN_POSITIVE_ARG  # noqa: E402
+from bayesqid.lang.spec import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES  # noqa: E402
+
+_POSITIVE_ARGS = {"sigma", "lam", "nu", "alpha", "beta"}
+
+
+def prior_dicts(*, positive: bool) -> st.SearchStrategy[dict]:
+    """Valid priors in TOML form, arguments anywhere in their allowed ranges."""
+    families = sorted(n for n, f in PRIOR_FAMILIES.items() if f.positive or not positive)
+
+    def bounds(name: str, a: str) -> tuple[float, float]:
+        default = (MIN_POSITIVE_ARG, MAX_ARG) if a in _POSITIVE_ARGS else (-MAX_ARG, MAX_ARG)
+        return ARG_LIMITS.get((name, a), default)
+
+    def args(name: str) -> st.SearchStrategy[dict]:
+        return st.fixed_dictionaries({a: st.floats(*bounds(name, a)) for a in PRIOR_FAMILIES[name].args})
+
+    return st.sampled_from(families).flatmap(lambda n: args(n).map(lambda a: {"dist": n, **a}))
+
+
+@st.composite
+def valid_spec_dicts(draw) -> dict:
+    """A spec every part of which is drawn within its documented range."""
+    law = LAWS[draw(st.sampled_from(sorted(LAWS)))]
+    params = list(law.param_names)
+    some = st.lists(st.sampled_from(params), min_size=1, unique=True)
+    effects = {}
+    for group in draw(st.lists(st.sampled_from(list(GROUPS)), unique=True)):
+        varied = draw(some)
+        body = {"params": varied,
+                "parametrization": draw(st.one_of(st.sampled_from(PARAMETRIZATIONS), st.dictionaries(
+                    st.sampled_from(varied), st.sampled_from(PARAMETRIZATIONS)))),
+                "sd": draw(st.dictionaries(st.sampled_from(varied), prior_dicts(positive=True), max_size=2))}
+        if draw(st.booleans()):
+            body["centre"] = draw(st.dictionaries(st.sampled_from(["params", "tokens", "bits"]),
+                                                  st.floats(1e-3, 1e20), max_size=3))
+        if draw(st.booleans()):
+            body["nu"] = draw(st.one_of(st.floats(MIN_NU, MAX_ARG), st.dictionaries(
+                st.sampled_from(varied), st.floats(MIN_NU, MAX_ARG))))
+        effects[group] = body
+    likelihood = {"kind": draw(st.sampled_from(LIKELIHOODS)), "nu": draw(st.sampled_from([2, 4])),
+                  "censor_below": draw(st.floats(1e-12, 1e3)), "sigma": draw(prior_dicts(positive=True))}
+    if draw(st.booleans()):
+        likelihood |= {"sigma_by": draw(st.sampled_from(list(GROUPS))),
+                       "sigma_sd": draw(prior_dicts(positive=True))}
+    raw = {"name": "generated", "law": law.name, "likelihood": likelihood, "effects": effects,
+           "priors": draw(st.dictionaries(st.sampled_from(params), prior_dicts(positive=False), max_size=3))}
+    if law.is_linear and draw(st.booleans()):
+        from bayesqid.lang.recipe import RECIPE_COVARIATES
+
+        raw["recipe"] = draw(st.dictionaries(st.sampled_from(params), st.lists(
+            st.sampled_from(sorted(RECIPE_COVARIATES)), min_size=1, unique=True), max_size=2))
+        raw["recipe"]["prior"] = draw(prior_dicts(positive=False))
+    return raw
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small design of the reference data (3 families, 2 quantizers, 1 eval set)."""
+    import bayesqid as bq
+    from bayesqid.checks.simulate import tiny_design
+    from bayesqid.data.design import build_design
+
+    frame = tiny_design(bq.load_reference(), max_rows=30).frame
+    return build_design(frame), frame["qid"].to_numpy(float)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(raw=valid_spec_dicts())
+def test_every_valid_spec_builds_its_models(raw, tiny):
+    """Any spec that validates builds the direct model and, where the law is linear, the
+    whitened model with finite data (what `fit` samples by default); nothing is sampled."""
+    from bayesqid.engines.direct import build_model
+    from bayesqid.engines.linear import linear_system
+    from bayesqid.engines.whitened import build_whitened_model, white_data, whitenable
+
+    design, qid = tiny
+    spec = ModelSpec.from_dict(raw)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    model = build_model(spec, design, qid)
+    assert model.free_RVs
+    if whitenable(spec) is None:
+        system = linear_system(spec, design)
+        by = spec.likelihood.sigma_by
+        group = None if by is None else np.asarray(design.codes[by], np.int64)
+        data = white_data(spec, system, qid, None, group, 1 if by is None else len(design.levels[by]))
+        for name, value in data.as_data(by is not None).items():
+            assert np.isfinite(value).all(), name
+        build_whitened_model(spec, system, design.levels, data, group)
+
+
+#: Paths into a valid spec, and values out of their range there (every number class of the spec).
+OUT_OF_RANGE = {
+    "likelihood.censor_below": [float("inf"), float("nan"), 0.0, -1.0, 1e300, 10**400],
+    "priors.gamma": [{"dist": "normal", "mu": m, "sigma": 1.0} for m in (float("inf"), -1e7, 1e300, 10**400)]
+    + [{"dist": "normal", "mu": 0.0, "sigma": s} for s in (0.0, -1.0, 1e-9, 1e7, float("nan"))]
+    + [{"dist": "student_t", "nu": n, "mu": 0.0, "sigma": 1.0} for n in (0.0, -2.0, float("inf"))]
+    + [{"dist": "gamma", "alpha": 0.0, "beta": 1.0}, {"dist": "exponential", "lam": -1.0},
+       {"dist": "lognormal", "mu": 710.0, "sigma": 1.0}, {"dist": "lognormal", "mu": 0.0, "sigma": 527.0},
+       {"dist": "student_t", "nu": 1e-6, "mu": 0.0, "sigma": 1e6}],
+    "effects.family.nu": [0.0, -1.0, float("inf"), float("nan"), 1e9, 10**400, {"alpha": 0.0}],
+    "effects.family.centre": [{"params": v} for v in (0.0, -7e9, float("inf"), float("nan"), 1e40, 10**400)],
+    "likelihood.sigma": [{"dist": "halfnormal", "sigma": v} for v in (0.0, float("inf"), 1e7)],
+}
+_OUT_CASES = [(path, value) for path, values in OUT_OF_RANGE.items() for value in values]
+
+
+@pytest.mark.parametrize(("path", "value"), _OUT_CASES,
+                         ids=[f"{p}-{i}" for i, (p, _) in enumerate(_OUT_CASES)])
+def test_numbers_out_of_range_are_one_line_errors(path, value):
+    spec_error(with_(path, value), path.split(".")[-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(depth=st.integers(MAX_DEPTH, 3000),
+       where=st.sampled_from(["description", "effects", "priors", "likelihood.sigma",
+                              "effects.family.params"]),
+       kind=st.sampled_from(["list", "table"]))
+def test_deep_nesting_is_one_line_error_in_toml_and_json(depth, where, kind, tmp_path_factory):
+    """Nesting of any depth: one SpecError line, never a RecursionError, from TOML, JSON or a dict."""
+    value: object = 1
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"x": value}
+    with pytest.raises(SpecError) as err:
+        ModelSpec.from_dict(with_(where, value))
+    assert_one_line_error(err)
+    # As a run's stored JSON (written by hand: json.dumps itself stops at ~1000 levels).
+    deep_json = "1"
+    for _ in range(depth):
+        deep_json = f"[{deep_json}]" if kind == "list" else f'{{"x": {deep_json}}}'
+    with pytest.raises(SpecError) as err:
+        ModelSpec.from_json(json.dumps(with_(where, "DEEP")).replace('"DEEP"', deep_json))
+    assert_one_line_error(err)
+    inner = "1"
+    for _ in range(depth):
+        inner = f"[{inner}]" if kind == "list" else f"{{x = {inner}}}"
+    path = tmp_path_factory.mktemp("deep") / "deep.toml"
+    path.write_text(f'name = "x"\nlaw = "ouyang"\ndescription = {inner}\n', encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert_one_line_error(err, str(path))
+
+
+@pytest.mark.parametrize("case", ["nodes", "text", "key", "file"])
+def test_size_is_bounded(case, tmp_path):
+    raw = base_dict()
+    if case == "nodes":
+        raw["description"] = list(range(MAX_NODES + 1))
+        spec_error(raw, "too large")
+    elif case == "text":
+        raw["description"] = "x" * 20_000
+        spec_error(raw, "longer than")
+    elif case == "key":
+        raw["priors"] = {"a" * 1000: {"dist": "normal", "mu": 0, "sigma": 1}}
+        msg = spec_error(raw, "is not a name")
+        assert len(msg) < 400
+    else:
+        path = tmp_path / "big.toml"
+        path.write_text('name = "x"\nlaw = "ouyang"\n' + "# padding\n" * (MAX_FILE_BYTES // 10 + 1))
+        with pytest.raises(SpecError, match="larger than"):
+            load_spec(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.one_of(st.text(min_size=200, max_size=5000),
+                       st.lists(st.integers(), min_size=50, max_size=500),
+                       st.integers(10**50, 10**400)))
+def test_messages_echo_bad_values_short(value):
+    """A huge bad value is echoed cut short: the line stays short enough to read."""
+    for path in ("law", "likelihood.kind", "likelihood.nu", "effects.family.params", "spec_version"):
+        with pytest.raises(SpecError) as err:
+            ModelSpec.from_dict(with_(path, value))
+        assert len(assert_one_line_error(err)) < 600

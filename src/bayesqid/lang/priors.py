@@ -6,6 +6,8 @@ A :class:`Prior` is a plain value object. It becomes a PyMC random variable only
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,28 @@ PRIOR_FAMILIES: dict[str, Family] = {
 # Arguments that must be strictly positive for the distribution to be proper.
 _POSITIVE_ARGS = {"sigma", "lam", "nu", "alpha", "beta"}
 
+#: Largest magnitude of a prior argument. The priors sit on log-scale coefficients of QiD: a
+#: location or scale beyond this puts prior draws where exp() overflows, not a wide prior.
+MAX_ARG = 1e6
+#: Smallest positive argument (scale, rate, shape, degrees of freedom): below it a prior is a
+#: point mass in all but name and its density overflows double precision.
+MIN_POSITIVE_ARG = 1e-6
+#: Smallest Student-t degrees of freedom: below it the quartiles pass 1e150 and a Normal matched
+#: to them (the whitened engine's stand-in) overflows.
+MIN_NU = 0.1
+#: Tighter limits where the general ones still overflow: a log-normal's draws and quartiles are
+#: exp(mu + sigma z), finite for these.
+ARG_LIMITS = {("lognormal", "mu"): (-100.0, 100.0), ("lognormal", "sigma"): (MIN_POSITIVE_ARG, 100.0),
+           ("student_t", "nu"): (MIN_NU, MAX_ARG)}
+
+_SHOW = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 60, 60, 4, 4, 2
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short (nesting, length), for one-line messages about any input."""
+    return _SHOW.repr(value)
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -77,23 +101,33 @@ class Prior:
     args: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        family = PRIOR_FAMILIES.get(self.dist)
+        family = PRIOR_FAMILIES.get(self.dist) if isinstance(self.dist, str) else None
         if family is None:
-            raise SpecError(f"unknown prior distribution {self.dist!r}; known: {sorted(PRIOR_FAMILIES)}")
+            raise SpecError(f"unknown prior distribution {shown(self.dist)}; known: {sorted(PRIOR_FAMILIES)}")
         if set(self.args) != set(family.args):
-            raise SpecError(
-                f"prior {self.dist!r} takes arguments {list(family.args)}, got {sorted(self.args)}"
-            )
+            raise SpecError(f"prior {self.dist!r} takes arguments {list(family.args)}, got "
+                            f"{shown(sorted(map(str, self.args)))}")
         clean = {}
         for key in family.args:
             value = self.args[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SpecError(f"prior {self.dist!r} argument {key!r} must be a number, got {value!r}")
-            if not np.isfinite(value) or (key in _POSITIVE_ARGS and value <= 0):
-                raise SpecError(f"prior {self.dist!r} argument {key!r} must be finite and positive"
-                                if key in _POSITIVE_ARGS else
-                                f"prior {self.dist!r} argument {key!r} must be finite, got {value!r}")
-            clean[key] = float(value)
+                raise SpecError(f"prior {self.dist!r} argument {key!r} must be a number, "
+                                f"got {shown(value)}")
+            try:
+                number = float(value)
+            except OverflowError:  # an integer too large for a double
+                number = float("inf")
+            if key in _POSITIVE_ARGS and not (math.isfinite(number) and number > 0):
+                raise SpecError(f"prior {self.dist!r} argument {key!r} must be finite and positive, "
+                                f"got {shown(value)}")
+            if not math.isfinite(number):
+                raise SpecError(f"prior {self.dist!r} argument {key!r} must be finite, got {shown(value)}")
+            default = (MIN_POSITIVE_ARG, MAX_ARG) if key in _POSITIVE_ARGS else (-MAX_ARG, MAX_ARG)
+            low, high = ARG_LIMITS.get((self.dist, key), default)
+            if not low <= number <= high:
+                raise SpecError(f"prior {self.dist!r} argument {key!r} must be within {low:g}..{high:g}, "
+                                f"got {shown(value)}")
+            clean[key] = number
         object.__setattr__(self, "args", clean)
 
     @property
@@ -136,7 +170,7 @@ class Prior:
         """Parse the TOML/JSON form; ``where`` names the location for error messages."""
         if not isinstance(raw, Mapping) or "dist" not in raw:
             raise SpecError(f"{where}: a prior is a table like {{dist = \"normal\", mu = 0, sigma = 1}}, "
-                            f"got {raw!r}")
+                            f"got {shown(raw)}")
         args = {k: v for k, v in raw.items() if k != "dist"}
         try:
             return cls(str(raw["dist"]), args)

@@ -25,7 +25,7 @@ from bayesqid.constants import (
 )
 from bayesqid.errors import SpecError
 from bayesqid.lang.laws import LAWS, Law, covariates, get_law
-from bayesqid.lang.priors import Prior, halfnormal, normal
+from bayesqid.lang.priors import MAX_ARG, MIN_NU, Prior, halfnormal, normal, shown
 from bayesqid.lang.recipe import RECIPE_COVARIATES, shift_name
 
 #: Version of the spec format. Runs record it; older versions are migrated or refused.
@@ -37,6 +37,73 @@ LIKELIHOODS: tuple[str, ...] = ("student_t", "normal")
 STUDENT_T_NU: tuple[int, ...] = (2, 4)
 #: Raw covariates an effect's centre may set (the law's reference cell gives the others).
 CENTRE_KEYS: tuple[str, ...] = ("params", "tokens", "bits")
+#: Largest centre value: above every parameter or token count a model could have.
+MAX_CENTRE = 1e30
+
+# Bounds on the shape of a spec, checked before its content: a spec is a handful of small tables,
+# so anything deeper or larger is a mistake or an attack (deep nesting used to end in a
+# RecursionError thousands of lines long).
+#: Largest nesting of tables and lists (a prior of an effect's sd sits at depth 5).
+MAX_DEPTH = 8
+#: Most tables, lists and values in one spec.
+MAX_NODES = 5_000
+#: Longest text value (the description) and longest key, in characters.
+MAX_TEXT = 10_000
+MAX_KEY = 200
+#: Largest spec file.
+MAX_FILE_BYTES = 1_000_000
+
+
+def check_shape(raw: Any, where: str) -> None:
+    """Refuse a spec that is nested too deeply or too large, before reading its content.
+
+    Iterative, so that no input, however deep, can exhaust the interpreter's stack.
+
+    Raises
+    ------
+    SpecError
+        Nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_NODES` values, or a text or
+        key longer than :data:`MAX_TEXT` / :data:`MAX_KEY` characters.
+    """
+    stack: list[tuple[Any, int, str]] = [(raw, 1, "")]
+    nodes = 0
+    while stack:
+        value, depth, path = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise SpecError(f"{where}: too large (more than {MAX_NODES} values); a spec is a few small "
+                            "tables")
+        at = f" (at {path[1:]})" if path else ""
+        if isinstance(value, Mapping | list | tuple) and depth > MAX_DEPTH:
+            raise SpecError(f"{where}: nested too deeply{at}; a spec nests at most {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str) or len(key) > MAX_KEY:
+                    raise SpecError(f"{where}: key {shown(key)}{at} is not a name (text of at most "
+                                    f"{MAX_KEY} characters)")
+                stack.append((item, depth + 1, f"{path}.{key}"))
+        elif isinstance(value, list | tuple):
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str) and len(value) > MAX_TEXT:
+            raise SpecError(f"{where}: text{at} is longer than {MAX_TEXT} characters")
+
+
+def _as_float(value: float) -> float:
+    """``float(value)``, with integers too large for a double as inf (refused by the range checks)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
+
+
+def _positive(value: Any, low: float, high: float) -> bool:
+    """True for a real number (not a bool) within [low, high]; huge integers are out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return low <= float(value) <= high
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -165,15 +232,17 @@ class ModelSpec:
     def __post_init__(self) -> None:
         law = get_law(self.law)
         object.__setattr__(self, "recipe", {p: tuple(c) for p, c in self.recipe.items() if c})
+        if not self.recipe:  # no shift to put it on: the default, so that a JSON round trip is equal
+            object.__setattr__(self, "recipe_prior", normal(0.0, 1.0))
         for p, covs in self.recipe.items():
             law.parameter(p)
             unknown = [c for c in covs if c not in RECIPE_COVARIATES]
             if unknown:
-                raise SpecError(f"spec {self.name!r}: recipe.{p}: unknown recipe covariate "
-                                f"{unknown[0]!r}; known: {list(RECIPE_COVARIATES)}")
+                raise SpecError(f"spec {shown(self.name)}: recipe.{p}: unknown recipe covariate "
+                                f"{shown(unknown[0])}; known: {list(RECIPE_COVARIATES)}")
             if not law.is_linear:
-                raise SpecError(f"spec {self.name!r}: recipe shifts need a law linear in its "
-                                f"coefficients; {law.name!r} is not")
+                raise SpecError(f"spec {shown(self.name)}: recipe shifts need a law linear in its "
+                                f"coefficients; {shown(law.name)} is not")
         # Canonical group order, so a spec equals itself after a JSON round trip.
         order = {g: i for i, g in enumerate(GROUPS)}
         ordered = sorted(self.effects, key=lambda e: order.get(e.group, len(order)))
@@ -183,12 +252,13 @@ class ModelSpec:
         seen = set()
         for eff in self.effects:
             if eff.group not in GROUPS:
-                raise SpecError(f"spec {self.name!r}: unknown group {eff.group!r}; known: {list(GROUPS)}")
+                raise SpecError(f"spec {shown(self.name)}: unknown group {shown(eff.group)}; "
+                                f"known: {list(GROUPS)}")
             if eff.group in seen:
-                raise SpecError(f"spec {self.name!r}: group {eff.group!r} listed twice")
+                raise SpecError(f"spec {shown(self.name)}: group {shown(eff.group)} listed twice")
             seen.add(eff.group)
             if not eff.params:
-                raise SpecError(f"spec {self.name!r}: effects.{eff.group} varies no parameter")
+                raise SpecError(f"spec {shown(self.name)}: effects.{eff.group} varies no parameter")
             for p in (*eff.params, *eff.sd):
                 law.parameter(p)
             kinds = ([eff.parametrization] if isinstance(eff.parametrization, str)
@@ -197,51 +267,55 @@ class ModelSpec:
                 for p in eff.parametrization:
                     law.parameter(p)
                 if not set(eff.parametrization) <= set(eff.params):
-                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization names "
+                    raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.parametrization names "
                                     f"parameters that do not vary: "
                                     f"{sorted(set(eff.parametrization) - set(eff.params))}")
             bad = [k for k in kinds if k not in PARAMETRIZATIONS]
             if bad:
-                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.parametrization must be one "
-                                f"of {list(PARAMETRIZATIONS)}, got {bad[0]!r}")
+                raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.parametrization must be one "
+                                f"of {list(PARAMETRIZATIONS)}, got {shown(bad[0])}")
             if not set(eff.sd) <= set(eff.params):
-                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.sd names parameters "
+                raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.sd names parameters "
                                 f"that do not vary: {sorted(set(eff.sd) - set(eff.params))}")
             for key, value in eff.centre.items():
                 if key not in CENTRE_KEYS:
-                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre: unknown "
-                                    f"covariate {key!r}; known: {list(CENTRE_KEYS)}")
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre.{key} must be "
-                                    f"a positive number, got {value!r}")
+                    raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.centre: unknown "
+                                    f"covariate {shown(key)}; known: {list(CENTRE_KEYS)}")
+                if not (_positive(value, 0.0, MAX_CENTRE) and value > 0):
+                    raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.centre.{key} must be "
+                                    f"a positive number, got {shown(value)} (at most {MAX_CENTRE:g})")
             for key, value in eff.nu.items():
                 if key not in eff.params:
-                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.nu names {key!r}, which "
+                    raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.nu names {shown(key)}, "
+                                    "which "
                                     f"does not vary by {eff.group}; varying: {list(eff.params)}")
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                    raise SpecError(f"spec {self.name!r}: effects.{eff.group}.nu.{key} must be a "
-                                    f"positive number, got {value!r}")
+                if not _positive(value, MIN_NU, MAX_ARG):
+                    raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.nu.{key} must be a "
+                                    f"positive number, got {shown(value)} (range {MIN_NU:g}..{MAX_ARG:g})")
             if eff.centre and not law.is_linear:
-                raise SpecError(f"spec {self.name!r}: effects.{eff.group}.centre needs a law linear "
-                                f"in its coefficients; {law.name!r} is not")
+                raise SpecError(f"spec {shown(self.name)}: effects.{eff.group}.centre needs a law linear "
+                                f"in its coefficients; {shown(law.name)} is not")
         lik = self.likelihood
         if lik.kind not in LIKELIHOODS:
-            raise SpecError(f"spec {self.name!r}: unknown likelihood {lik.kind!r}; "
+            raise SpecError(f"spec {shown(self.name)}: unknown likelihood {shown(lik.kind)}; "
                             f"known: {list(LIKELIHOODS)}")
         if lik.kind == "student_t" and lik.nu not in STUDENT_T_NU:
-            raise SpecError(f"spec {self.name!r}: likelihood.nu must be one of {list(STUDENT_T_NU)}, "
-                            f"got {lik.nu!r}")
-        if not lik.censor_below > 0:
-            raise SpecError(f"spec {self.name!r}: likelihood.censor_below must be > 0")
+            raise SpecError(f"spec {shown(self.name)}: likelihood.nu must be one of {list(STUDENT_T_NU)}, "
+                            f"got {shown(lik.nu)}")
+        # The bound enters as log(censor_below): it must be a finite positive number of nats.
+        if not _positive(lik.censor_below, 0.0, MAX_ARG) or not lik.censor_below > 0:
+            raise SpecError(f"spec {shown(self.name)}: likelihood.censor_below must be > 0 and finite "
+                            f"(QiD in nats, at most {MAX_ARG:g}), got {shown(lik.censor_below)}")
         if not lik.sigma.family.positive:
-            raise SpecError(f"spec {self.name!r}: likelihood.sigma needs a positive prior, "
-                            f"got {lik.sigma.dist!r}")
+            raise SpecError(f"spec {shown(self.name)}: likelihood.sigma needs a positive prior, "
+                            f"got {shown(lik.sigma.dist)}")
         if lik.sigma_by is not None and lik.sigma_by not in GROUPS:
-            raise SpecError(f"spec {self.name!r}: likelihood.sigma_by: unknown group {lik.sigma_by!r}; "
+            raise SpecError(f"spec {shown(self.name)}: likelihood.sigma_by: unknown group "
+                            f"{shown(lik.sigma_by)}; "
                             f"known: {list(GROUPS)}")
         if not lik.sigma_sd.family.positive:
-            raise SpecError(f"spec {self.name!r}: likelihood.sigma_sd needs a positive prior, "
-                            f"got {lik.sigma_sd.dist!r}")
+            raise SpecError(f"spec {shown(self.name)}: likelihood.sigma_sd needs a positive prior, "
+                            f"got {shown(lik.sigma_sd.dist)}")
 
     @property
     def law_obj(self) -> Law:
@@ -326,13 +400,16 @@ class ModelSpec:
     def from_dict(cls, raw: Mapping[str, Any], *, where: str = "spec") -> ModelSpec:
         """Build a spec from its plain-dict form, with one-line :class:`SpecError` on problems."""
         known = {"spec_version", "name", "description", "law", "likelihood", "effects", "priors", "recipe"}
+        check_shape(raw, where)
         _check_keys(raw, known, where)
         version = raw.get("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
-            raise SpecError(f"{where}: spec_version {version!r} is not supported (this bayesqid "
+            raise SpecError(f"{where}: spec_version {shown(version)} is not supported (this bayesqid "
                             f"reads version {SPEC_VERSION})")
         name = _typed(raw, "name", str, where)
         law = _typed(raw, "law", str, where)
+        if law not in LAWS:  # before any message quotes it at length
+            raise SpecError(f"{where}: unknown law {shown(law)}; known: {sorted(LAWS)}")
         lik_raw = raw.get("likelihood", {})
         _check_keys(lik_raw, {"kind", "nu", "censor_below", "sigma", "sigma_by", "sigma_sd"},
                     f"{where}: likelihood")
@@ -340,8 +417,8 @@ class ModelSpec:
         likelihood = Likelihood(
             kind=_typed(lik_raw, "kind", str, f"{where}: likelihood", default.kind),
             nu=_typed(lik_raw, "nu", int, f"{where}: likelihood", default.nu),
-            censor_below=float(_typed(lik_raw, "censor_below", (int, float), f"{where}: likelihood",
-                                      default.censor_below)),
+            censor_below=_as_float(_typed(lik_raw, "censor_below", (int, float), f"{where}: likelihood",
+                                          default.censor_below)),
             sigma=(Prior.from_dict(lik_raw["sigma"], where=f"{where}: likelihood.sigma")
                    if "sigma" in lik_raw else default.sigma),
             sigma_by=_typed(lik_raw, "sigma_by", str, f"{where}: likelihood", None),
@@ -357,8 +434,9 @@ class ModelSpec:
             _check_keys(body, {"params", "sd", "parametrization", "centre", "nu"}, loc)
             params = body.get("params")
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-                known = f"; law {law!r} has {list(LAWS[law].param_names)}" if law in LAWS else ""
-                raise SpecError(f"{loc}: 'params' must be a list of parameter names, got {params!r}{known}")
+                known = f"; law {shown(law)} has {list(LAWS[law].param_names)}" if law in LAWS else ""
+                raise SpecError(f"{loc}: 'params' must be a list of parameter names, "
+                                f"got {shown(params)}{known}")
             sd_raw = body.get("sd", {})
             if not isinstance(sd_raw, Mapping):
                 raise SpecError(f"{loc}: 'sd' must be a table of priors")
@@ -382,18 +460,28 @@ class ModelSpec:
         for p, covs in rec_raw.items():
             if not isinstance(covs, list) or not all(isinstance(c, str) for c in covs):
                 raise SpecError(f"{where}: recipe.{p} must be a list of recipe covariates "
-                                f"({list(RECIPE_COVARIATES)}), got {covs!r}")
+                                f"({list(RECIPE_COVARIATES)}), got {shown(covs)}")
         try:
             return cls(name=name, law=law, effects=tuple(effects), likelihood=likelihood,
-                       priors=priors, description=str(raw.get("description", "")), version=version,
+                       priors=priors, description=_typed(raw, "description", str, where, ""), version=version,
                        recipe={p: tuple(c) for p, c in rec_raw.items()}, recipe_prior=recipe_prior)
         except SpecError as err:
             raise SpecError(f"{where}: {err}") from None
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text), where="stored spec")
+        """Inverse of :meth:`to_json`; :class:`SpecError` for text that is not a spec's JSON."""
+        where = "stored spec"
+        if len(text) > MAX_FILE_BYTES:
+            raise SpecError(f"{where}: larger than {MAX_FILE_BYTES} characters")
+        try:
+            raw = json.loads(text)
+        except RecursionError:  # json's decoder recurses once per nested array or object
+            raise SpecError(f"{where}: nested too deeply; a spec nests at most {MAX_DEPTH} "
+                            "levels") from None
+        except ValueError as err:
+            raise SpecError(f"{where}: not JSON ({err})") from None
+        return cls.from_dict(raw, where=where)
 
 
 def _check_keys(raw: Any, known: set[str], where: str) -> None:
@@ -407,14 +495,14 @@ def _check_keys(raw: Any, known: set[str], where: str) -> None:
 def _typed(raw: Mapping[str, Any], key: str, types: Any, where: str, default: Any = ...) -> Any:
     if key not in raw:
         if default is ...:
-            raise SpecError(f"{where}: missing required key {key!r}")
+            raise SpecError(f"{where}: missing required key {shown(key)}")
         return default
     value = raw[key]
     # bool is an int subclass: accept it only where a bool is asked for.
     wants_bool = types is bool
     if isinstance(value, bool) != wants_bool or not isinstance(value, types):
         names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
-        raise SpecError(f"{where}: {key!r} must be {names}, got {value!r}")
+        raise SpecError(f"{where}: {shown(key)} must be {names}, got {shown(value)}")
     return value
 
 
@@ -447,10 +535,14 @@ def load_spec(name_or_path: str | Path | None = None) -> ModelSpec:
     if not (path.suffix == ".toml" or path.exists()):
         shipped = available_specs()
         if str(target) not in shipped:
-            raise SpecError(f"unknown spec {str(target)!r}; shipped specs: {sorted(shipped)} "
+            raise SpecError(f"unknown spec {shown(str(target))}; shipped specs: {sorted(shipped)} "
                             "(or give a path to a .toml file)")
         path = shipped[str(target)]
     try:
+        if path.is_dir():
+            raise SpecError(f"{path}: is a directory, not a spec file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError(f"{path}: larger than {MAX_FILE_BYTES} bytes; a spec is a few small tables")
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: spec file does not exist") from None
@@ -458,4 +550,6 @@ def load_spec(name_or_path: str | Path | None = None) -> ModelSpec:
         raise SpecError(f"{path}: cannot read spec ({err.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: invalid TOML ({err})") from None
+    except RecursionError:  # tomllib's parser recurses once per nested array or inline table
+        raise SpecError(f"{path}: nested too deeply; a spec nests at most {MAX_DEPTH} levels") from None
     return ModelSpec.from_dict(raw, where=str(path))
