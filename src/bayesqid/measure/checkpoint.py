@@ -243,7 +243,7 @@ def check_model(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
     device = next(model.parameters()).device
     first = (torch.arange(length, device=device) * 7 + 3).remainder(vocab).unsqueeze(0)
     second = first.clone()
-    second[0, -1] = (second[0, -1] + 1) % vocab
+    second[0, -1] = (second[0, -1] + vocab // 2) % vocab
     training = model.training
     model.eval()  # dropout would make two passes differ whatever the attention
     try:
@@ -254,7 +254,9 @@ def check_model(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
         model.train(training)
     if not bool(torch.isfinite(a).all()):
         raise DataError(f"{path}: the model's outputs are not finite")
-    if not torch.allclose(a, b, rtol=1e-3, atol=1e-3 * float(a.abs().max().clamp(min=1.0))):
+    # A causal model computes the same numbers for the earlier positions (float noise at most);
+    # even a freshly initialised encoder moves them by far more than this bound.
+    if float((a - b).abs().max()) > 1e-5 * float(a.abs().max()) + 1e-8:
         raise DataError(f"{path}: not a causal language model (model_type "
                         f"{getattr(model.config, 'model_type', '?')!r}): outputs at earlier positions depend "
                         "on later tokens")

@@ -144,7 +144,7 @@ def measure(
         training tokens, or an unwritable ``out``.
     """
     torch = require_lab()
-    from bayesqid.measure.checkpoint import inspect_checkpoint, load_model
+    from bayesqid.measure.checkpoint import check_model, inspect_checkpoint, load_model
     from bayesqid.measure.runner import run_units
 
     dirs = [model_dirs] if isinstance(model_dirs, str | os.PathLike) else list(model_dirs)
@@ -177,8 +177,8 @@ def measure(
             where = target if target is not None else "this call"
             say(f"{plan.model}: all methods already measured ({where}); skipped")
             continue
-        say(f"{plan.model}: loading {info.path} (weights sha256 {info.sha256[:12]})")
         model = load_model(info, dtype=settings.dtype, device=device_name)
+        check_model(model, info.path)
 
         def finished(key: str, rows: pd.DataFrame) -> None:
             done[key] = as_text(rows)
@@ -227,13 +227,14 @@ def measure_model(
         Its rows, in :func:`measure`'s columns.
     """
     require_lab()
-    from bayesqid.measure.checkpoint import inspect_checkpoint
+    from bayesqid.measure.checkpoint import check_model, inspect_checkpoint
     from bayesqid.measure.runner import run_units
 
     settings = _settings(bits, methods, group_sizes, family, "auto", dtype, max_eval_tokens,
                          calib_tokens, seq_len, quantize_head, act_order, percdamp, seed, extra)
     corpora = _corpora(eval_text, calib_text)
     info = inspect_checkpoint(model_dir)
+    check_model(model, info.path)
     plan = _plan(info, settings, corpora, tokens)
     done: dict[str, pd.DataFrame] = {}
     run_units(model, info, plan, settings, corpora, dict(plan.keys), progress or (lambda line: None),

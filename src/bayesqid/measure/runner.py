@@ -77,7 +77,7 @@ def run_units(
         quantized_inputs,
         set_weight,
     )
-    from bayesqid.measure.checkpoint import check_model, non_embedding_params
+    from bayesqid.measure.checkpoint import non_embedding_params
     from bayesqid.measure.evaluate import batch_size_for, make_windows, mean_loss
     from bayesqid.measure.gptq import prepare
     from bayesqid.measure.methods import METHODS
@@ -85,7 +85,6 @@ def run_units(
     from bayesqid.measure.text import load_tokenizer
 
     evals, calib = corpora
-    check_model(model, info.path)
     config = model.config
     vocab = int(model.get_input_embeddings().weight.shape[0])
     tokenizer = load_tokenizer(info.path, vocab)
@@ -101,6 +100,9 @@ def run_units(
     for name, ids in ((evals.name, eval_ids), (calib.name, calib_ids)):
         if int(ids.max()) >= vocab:
             raise DataError(f"{info.path}: its tokenizer gives ids >= the vocabulary size {vocab} on {name}")
+    # The first progress line comes once the model and its texts are accepted, so that a
+    # refused checkpoint prints one line: its error.
+    say(f"{plan.model}: measuring {info.path} (weights sha256 {info.sha256[:12]})")
     windows = windows.to(device)
     calib_windows = torch.as_tensor(_calibration_windows(
         calib_ids, seq_len, max(1, settings.calib_tokens // seq_len), settings.seed)).to(device)
