@@ -59,7 +59,8 @@ def _rename(tensors, name):
 
 def _reshape(tensors, name):
     value = tensors[name]
-    return {**tensors, name: value[..., :-1].contiguous() if value.shape[-1] > 1 else torch.cat([value, value])}
+    smaller = value[..., :-1].contiguous() if value.shape[-1] > 1 else torch.cat([value, value])
+    return {**tensors, name: smaller}
 
 
 def _poison(value):
@@ -92,8 +93,8 @@ def test_tensors_that_do_not_fit_are_refused(neox_dir, capsys, fault, pick):
 
 
 def test_an_encoder_is_not_a_causal_lm(tmp_path, capsys):
-    config = transformers.BertConfig(vocab_size=256, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=64)
+    config = transformers.BertConfig(vocab_size=256, hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     # transformers builds BERT as a "causal LM" (BertLMHeadModel) and would measure it as one.
     model = transformers.AutoModelForCausalLM.from_config(config)
     model.save_pretrained(tmp_path / "bert", safe_serialization=True)

@@ -45,6 +45,10 @@ RECIPE_COLUMNS: tuple[str, ...] = ("lr_schedule", "lr_frac", "annealed", "train_
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "lab"
 
 
+class RunsFailed(BayesqidError):
+    """Some runs of a sweep failed; :func:`run_lab` says what was kept."""
+
+
 def lab_dataset_path(name: str = "lab-default") -> Path:
     """Path of a bundled lab dataset's ``qid.csv``.
 
@@ -123,9 +127,13 @@ def run_lab(config: str | Path | LabConfig, out: str | os.PathLike[str], *, sche
     out = _writable(Path(out))
     try:
         return _sweep(cfg, out, corpus, device, scheduler, n_workers, threads, in_process, progress, say)
-    except Exception:
+    except Exception as err:
         if created and not _any_checkpoint(out):
             shutil.rmtree(out, ignore_errors=True)  # a failed start leaves no half-made folder
+            if isinstance(err, RunsFailed):
+                raise BayesqidError(f"{err}; nothing was trained, so {out} was removed") from None
+        elif isinstance(err, RunsFailed):
+            raise BayesqidError(f"{err}; finished runs are kept, rerun with the same --out") from None
         raise
 
 
@@ -153,8 +161,8 @@ def _sweep(cfg: LabConfig, out: Path, corpus: dict[str, Any], device: str, sched
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
         _write_manifest(out, cfg, corpus, device, scheduler, status="failed", wall_s=time.time() - started)
-        raise BayesqidError(f"lab {cfg.name}: {len(outcome.failed)} of {len(tasks)} run(s) failed (first: "
-                            f"{first[0]}: {first[1]}); finished runs are kept, rerun with the same --out")
+        raise RunsFailed(f"lab {cfg.name}: {len(outcome.failed)} of {len(tasks)} run(s) failed (first: "
+                         f"{first[0]}: {first[1]})")
     rows = pd.concat([outcome.results[t.key] for t in tasks], ignore_index=True)
     write_csv(rows, out / "qid.csv")
     _write_manifest(out, cfg, corpus, device, scheduler, status="finished", wall_s=time.time() - started,
