@@ -96,13 +96,33 @@ def _broken_run(kind: str, saved: Path, tmp_path: Path, spec_json: str) -> tuple
     if kind == "directory":
         path.mkdir()
         return path, "directory"
+    # class 3: the file opens, but its contents break the spec's contract
+    if kind in ("nan-draws", "missing-variable"):
+        idata = az.from_netcdf(saved, engine="h5netcdf")
+        post = idata.posterior.load()
+        if kind == "nan-draws":
+            post["beta"] = post["beta"] * np.nan
+        else:
+            post = post.drop_vars("sigma")
+        broken = az.InferenceData(posterior=post, **{g: getattr(idata, g) for g in idata.groups()
+                                                     if g != "posterior"})
+        broken.attrs.update(idata.attrs)
+        broken.to_netcdf(str(path), engine="h5netcdf")
+        return path, "non-finite draw" if kind == "nan-draws" else "lacks 1 variable(s) the spec needs: sigma"
+    if kind == "corrupt-chunk":
+        data = bytearray(saved.read_bytes())
+        n = len(data)
+        data[n // 3: 2 * n // 3] = np.random.default_rng(5).bytes(2 * n // 3 - n // 3)
+        path.write_bytes(bytes(data))
+        return path, ""
     version = {"spec-v0": 0, "spec-v2": 2}[kind]
     raw = json.loads(spec_json) | {"spec_version": version}
     path = with_attr(saved, path, "bayesqid_spec", json.dumps(raw))
     return path, f"spec_version {version} is not supported"
 
 
-BROKEN = ["truncated", "corrupt", "empty", "foreign", "missing", "directory", "spec-v0", "spec-v2"]
+BROKEN = ["truncated", "corrupt", "empty", "foreign", "missing", "directory", "spec-v0", "spec-v2",
+          "nan-draws", "missing-variable", "corrupt-chunk"]
 
 
 @pytest.mark.parametrize("command", ["predict", "tokens", "training-level", "report"])

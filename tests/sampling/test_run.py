@@ -280,3 +280,124 @@ def test_saved_file_has_normal_permissions(mock_run, tmp_path):
     os.umask(umask)
     path = mock_run.save(tmp_path / "run.nc")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+# --- class 3 of the bad-input corpus: a run's contents against its spec -------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bayesqid.sampling.diagnostics import check_convergence  # noqa: E402
+from bayesqid.sampling.run import posterior_contract  # noqa: E402
+
+CORRUPTIONS = ["drop", "nan", "inf", "rename-dim", "drop-level", "extra-dim", "text"]
+
+
+def corrupted(idata: az.InferenceData, name: str, kind: str, where: float) -> az.InferenceData:
+    """A copy of ``idata`` whose posterior variable ``name`` breaks the contract one ``kind`` of way."""
+    post = idata.posterior.copy()
+    da = post[name]
+    if kind == "drop":
+        post = post.drop_vars(name)
+    elif kind in ("nan", "inf"):
+        values = da.to_numpy().copy()
+        flat = values.reshape(-1)
+        flat[int(where * (flat.size - 1))] = np.nan if kind == "nan" else -np.inf
+        post[name] = da.copy(data=values)
+    elif kind == "rename-dim":
+        post[name] = xr.DataArray(da.to_numpy(), dims=("chain", "draw", *[f"{d}_x" for d in da.dims[2:]]))
+        if da.ndim == 2:
+            post[name] = da.expand_dims(other=1, axis=2)
+    elif kind == "drop-level":
+        if da.ndim == 2:
+            post[name] = da.isel(draw=0, drop=True)
+        else:
+            post = post.isel({da.dims[2]: slice(0, -1)})
+    elif kind == "extra-dim":
+        post[name] = da.expand_dims(extra=2, axis=-1)
+    else:
+        post[name] = da.astype(str)
+    others = {g: getattr(idata, g) for g in idata.groups() if g != "posterior"}
+    out = az.InferenceData(posterior=post, **others)
+    out.attrs.update(idata.attrs)
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), kind=st.sampled_from(CORRUPTIONS), where=st.floats(0, 1))
+def test_any_contract_break_is_one_line_naming_the_file(data, kind, where, mock_run, tmp_path_factory):
+    """Drop, NaN, inf, renamed dims, lost levels, extra dims or text draws in any variable the
+    spec needs: loading refuses in one line naming the file and the variable."""
+    name = data.draw(st.sampled_from(sorted(posterior_contract(mock_run.spec))))
+    path = tmp_path_factory.mktemp("contract") / "broken.nc"
+    corrupted(mock_run.idata, name, kind, where).to_netcdf(str(path), engine="h5netcdf")
+    with pytest.raises(RunError) as err:
+        load_run(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: not a usable run of its spec")
+    assert name in message or kind == "drop-level"  # a lost level shows on every z_* of its group
+
+
+def test_contract_lists_what_predictions_read(mock_run):
+    contract = posterior_contract(mock_run.spec)
+    assert {"sigma", "log_k", "alpha", "z_family_log_k", "sd_family_log_k"} <= set(contract)
+    assert contract["z_family_log_k"] == ("family",) and contract["sigma"] == ()
+    assert not any(name.startswith("u_") for name in contract)  # the sampler's internals are not read
+
+
+@pytest.mark.parametrize("levels", ['{"family": ["a"]}', "[1, 2]",
+                                    '{"family": [1], "quantizer": [], "eval_set": []}', "[" * 5000 + "]" * 5000])
+def test_corrupt_levels_are_run_errors(saved, tmp_path, levels):
+    path = with_attr(saved, tmp_path, "levels", levels)
+    with pytest.raises(RunError) as err:
+        load_run(path)
+    assert_one_line(err, path.name, "corrupt run attributes")
+
+
+def test_corrupt_chunk_names_the_file(saved, tmp_path):
+    """Bytes overwritten in the middle of the file (compressed chunks of the draws): the error is
+    this file's, raised on loading, not a stray HDF5 error later."""
+    data = bytearray(saved.read_bytes())
+    n = len(data)
+    data[n // 3: 2 * n // 3] = np.random.default_rng(3).bytes(2 * n // 3 - n // 3)
+    path = tmp_path / "chunk.nc"
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunError) as err:
+        load_run(path)
+    assert_one_line(err, str(path))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.floats(0.0, 0.98), length=st.integers(1, 4096), seed=st.integers(0, 2**16))
+def test_random_byte_damage_is_a_run_error_or_a_usable_run(start, length, seed, saved, tmp_path_factory):
+    """Any damage anywhere: either the run still keeps its contract, or one RunError line names the file."""
+    data = bytearray(saved.read_bytes())
+    at = int(start * len(data))
+    data[at: at + length] = np.random.default_rng(seed).bytes(len(data[at: at + length]))
+    path = tmp_path_factory.mktemp("damage") / "damaged.nc"
+    path.write_bytes(bytes(data))
+    try:
+        run = load_run(path)
+    except RunError as err:
+        assert "\n" not in str(err) and str(err).startswith(f"{path}: ")
+    else:
+        for name in posterior_contract(run.spec):
+            assert np.isfinite(run.idata.posterior[name].to_numpy()).all()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_gate_fails_on_non_finite_draws(mock_run, value):
+    post = mock_run.idata.posterior.copy(deep=True)
+    post["alpha"][0, 3] = value
+    post["z_family_log_k"][1, 0, 2] = value
+    idata = az.InferenceData(posterior=post, sample_stats=mock_run.idata.sample_stats)
+    gate = check_convergence(idata)
+    assert not gate.passed and gate.nonfinite == 2
+    assert any("2 non-finite" in p for p in gate.problems)
+    assert Diagnostics.from_json(gate.to_json()) == gate
+
+
+def test_gates_stored_before_the_non_finite_count_still_load(mock_run):
+    raw = json.loads(mock_run.diagnostics.to_json())
+    del raw["nonfinite"], raw["worst_nonfinite"]
+    assert Diagnostics.from_json(json.dumps(raw)).nonfinite == 0

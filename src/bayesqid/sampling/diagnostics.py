@@ -34,11 +34,17 @@ class Diagnostics:
     min_bfmi: float
     worst_rhat: str
     worst_ess: str
+    #: Draws that are NaN or infinite, over the checked variables (runs saved before this field
+    #: was added load with 0: their draws are checked on loading instead).
+    nonfinite: int = 0
+    worst_nonfinite: str = ""
 
     @property
     def problems(self) -> list[str]:
         """Human-readable list of failed checks (empty when the gate passes)."""
         out = []
+        if self.nonfinite:
+            out.append(f"{self.nonfinite} non-finite (NaN or inf) draw values ({self.worst_nonfinite})")
         if self.divergences > MAX_DIVERGENCES:
             out.append(f"{self.divergences} divergent transitions")
         if not self.max_rhat <= MAX_RHAT:
@@ -62,7 +68,8 @@ class Diagnostics:
                  f"  divergences {self.divergences} of {self.draws} draws",
                  f"  max R-hat {self.max_rhat:.4f}  (<= {MAX_RHAT})",
                  f"  min ESS bulk {self.min_ess_bulk:.0f}, tail {self.min_ess_tail:.0f}  (>= {MIN_ESS})",
-                 f"  min BFMI {self.min_bfmi:.2f}  (>= {MIN_BFMI})"]
+                 f"  min BFMI {self.min_bfmi:.2f}  (>= {MIN_BFMI})",
+                 f"  non-finite draw values {self.nonfinite}  (= 0)"]
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -92,8 +99,12 @@ def check_convergence(idata: az.InferenceData, var_names: list[str] | None = Non
         bfmi = float(np.min(az.bfmi(idata)))
     except (KeyError, AttributeError, ValueError):
         bfmi = float("nan")
+    # R-hat is undefined (NaN) for a constant variable, which is fine; NaN draws are not, and
+    # are counted separately, since az.summary would report them as that same NaN.
     rhat = summ["r_hat"].fillna(1.0)
     ess = np.minimum(summ["ess_bulk"], summ["ess_tail"])
+    bad = {name: int(np.size(post[name]) - np.count_nonzero(np.isfinite(post[name].to_numpy())))
+           for name in names if np.issubdtype(post[name].dtype, np.number)}
     return Diagnostics(
         divergences=divergences,
         draws=int(post.sizes["chain"] * post.sizes["draw"]),
@@ -103,4 +114,6 @@ def check_convergence(idata: az.InferenceData, var_names: list[str] | None = Non
         min_bfmi=bfmi,
         worst_rhat=str(rhat.idxmax()),
         worst_ess=str(ess.idxmin()),
+        nonfinite=sum(bad.values()),
+        worst_nonfinite=max(bad, key=bad.__getitem__) if any(bad.values()) else "",
     )

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from bayesqid.constants import GROUPS
 from bayesqid.errors import RunError, SpecError
+from bayesqid.lang.effects import sd_name, z_name
 from bayesqid.lang.spec import ModelSpec
 from bayesqid.outputs import write_atomic
 from bayesqid.sampling.diagnostics import Diagnostics
@@ -82,6 +84,64 @@ def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
     return write_atomic(path, lambda tmp: run.idata.to_netcdf(tmp, engine="h5netcdf"))
 
 
+def posterior_contract(spec: ModelSpec) -> dict[str, tuple[str, ...]]:
+    """Posterior variables every run of ``spec`` carries, with their dims after (chain, draw).
+
+    These are what predictions, budgets, training levels and reports read
+    (:mod:`bayesqid.sampling.draws`): law coefficients, recipe shifts, the residual scale, and
+    per group effect scales ``sd_*`` and standardised effects ``z_*`` (one per level).
+    """
+    out: dict[str, tuple[str, ...]] = dict.fromkeys((*spec.law_obj.param_names, *spec.recipe_shifts,
+                                                     "sigma"), ())
+    pairs = [(e.group, p) for e in spec.effects for p in e.params]
+    if spec.likelihood.sigma_by is not None:
+        pairs.append((spec.likelihood.sigma_by, "log_sigma"))
+    for group, param in pairs:
+        out[sd_name(group, param)] = ()
+        out[z_name(group, param)] = (group,)
+    return out
+
+
+def check_contents(idata: az.InferenceData, spec: ModelSpec, levels: dict[str, list[str]]) -> str | None:
+    """The first way ``idata`` breaks ``spec``'s posterior contract, or None if it keeps it.
+
+    Every variable of :func:`posterior_contract` must be present with dims
+    ``(chain, draw, *group)``, one entry per fitted level of its group (labelled as the run's
+    levels), at least one draw, and only finite values.
+    """
+    post = idata.posterior
+    if post.sizes.get("chain", 0) < 1 or post.sizes.get("draw", 0) < 1:
+        return "the posterior has no draws"
+    contract = posterior_contract(spec)
+    missing = [name for name in contract if name not in post.data_vars]
+    if missing:
+        return f"the posterior lacks {len(missing)} variable(s) the spec needs: {', '.join(missing[:5])}"
+    for name, dims in contract.items():
+        da = post[name]
+        if da.dims != ("chain", "draw", *dims):
+            return f"posterior variable {name!r} has dims {da.dims}, expected {('chain', 'draw', *dims)}"
+        for group in dims:
+            if da.sizes[group] != len(levels[group]) or (
+                    group in da.coords and [str(v) for v in da[group].to_numpy()] != levels[group]):
+                return (f"posterior variable {name!r} has {da.sizes[group]} {group} level(s) that do not "
+                        f"match the run's {len(levels[group])} fitted levels")
+        values = da.to_numpy()
+        if not np.issubdtype(values.dtype, np.number):
+            return f"posterior variable {name!r} is not numeric ({values.dtype})"
+        bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+        if bad:
+            return f"posterior variable {name!r} has {bad} non-finite draw value(s) (NaN or inf)"
+    return None
+
+
+def _levels(raw: object) -> dict[str, list[str]]:
+    """The stored fitted levels, checked: a list of text labels for every group."""
+    if not (isinstance(raw, dict) and all(
+            isinstance(raw.get(g), list) and all(isinstance(v, str) for v in raw[g]) for g in GROUPS)):
+        raise TypeError("levels")
+    return {g: raw[g] for g in GROUPS}
+
+
 #: The first bytes of every HDF5 file (hence of every NetCDF-4 run file).
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -92,7 +152,9 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     Raises
     ------
     RunError
-        Missing, unreadable, truncated or foreign file, or a spec this version cannot read.
+        Missing, unreadable, truncated, corrupt or foreign file (a corrupt chunk included), a
+        spec this version cannot read, or a posterior that breaks the spec's contract
+        (:func:`check_contents`: missing variables, wrong dims or level counts, NaN or inf).
     """
     p = Path(path)
     if not p.exists():
@@ -112,6 +174,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
     try:
         idata = az.from_netcdf(p, engine="h5netcdf")
+        # ArviZ opens groups lazily: read every value now, so that a corrupt chunk is this
+        # file's error here and not a stray h5py error in the middle of a command.
+        for group in idata.groups():
+            getattr(idata, group).load()
     except Exception as err:  # h5py/netCDF raise many types for corrupt files
         raise RunError(f"{p}: not a readable NetCDF run ({err.__class__.__name__}: "
                        f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None
@@ -126,7 +192,11 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise RunError(f"{p}: corrupt stored spec ({err.__class__.__name__})") from None
     try:
         diagnostics = Diagnostics.from_json(str(idata.attrs["diagnostics"]))
-        json.loads(str(idata.attrs["levels"]))
-    except (ValueError, TypeError, KeyError) as err:
+        levels = _levels(json.loads(str(idata.attrs["levels"])))
+        int(idata.attrs["seed"])
+    except (ValueError, TypeError, KeyError, RecursionError) as err:
         raise RunError(f"{p}: corrupt run attributes ({err.__class__.__name__})") from None
+    problem = check_contents(idata, spec, levels)
+    if problem:
+        raise RunError(f"{p}: not a usable run of its spec {spec.name!r}: {problem}")
     return Run(spec=spec, idata=idata, diagnostics=diagnostics)
