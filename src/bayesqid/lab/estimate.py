@@ -27,7 +27,8 @@ from bayesqid.errors import SpecError
 from bayesqid.lab.config import LabConfig, Recipe, Size
 from bayesqid.lab.schedules import cooldown_end
 
-__all__ = ["Cost", "check_memory", "cost_of", "device_memory", "run_seconds", "run_tokens", "sweep_seconds"]
+__all__ = ["Cost", "check_memory", "cost_of", "device_memory", "run_seconds", "run_tokens", "seconds_per_token",
+           "sweep_seconds"]
 
 #: Byte-level vocabulary of the lab's models.
 VOCAB = 256
@@ -168,7 +169,8 @@ def run_tokens(config: LabConfig, recipe: Recipe) -> int:
     return config.tokens + sum(branches)
 
 
-def _seconds_per_token(config: LabConfig, size: Size, precision: str, gpu: bool) -> float:
+def seconds_per_token(config: LabConfig, size: Size, precision: str, gpu: bool = False) -> float:
+    """Estimated seconds per trained token of one size at a precision (one CPU thread, or a GPU)."""
     _, non_embedding, _ = _params(config.architecture, size)
     flops = 6 * (non_embedding + VOCAB * size.d_model) + 6 * size.layers * config.seq_len * size.d_model
     if gpu:
@@ -189,9 +191,9 @@ def _evaluations(config: LabConfig) -> int:
 
 def run_seconds(config: LabConfig, size: Size, recipe: Recipe, gpu: bool = False) -> float:
     """Estimated seconds of one run (training and measuring), on one CPU thread or one GPU."""
-    train = run_tokens(config, recipe) * _seconds_per_token(config, size, recipe.precision, gpu)
+    train = run_tokens(config, recipe) * seconds_per_token(config, size, recipe.precision, gpu)
     # Evaluation is a forward pass (about a third of a training step's work) in fp32.
-    forward = _seconds_per_token(config, size, "fp32", gpu) / 3
+    forward = seconds_per_token(config, size, "fp32", gpu) / 3
     per_checkpoint = CHECKPOINT_OVERHEAD_S + forward * (
         config.measure.eval_tokens * _evaluations(config) + config.measure.calib_tokens)
     return train + _checkpoints(config, recipe) * per_checkpoint
