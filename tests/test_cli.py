@@ -61,8 +61,9 @@ def bad_csv(request, tmp_path):
 def test_data_summarises_reference(capsys):
     assert main(["data"]) == EXIT_OK
     out, err = capsys.readouterr()
-    assert out.startswith("<bundled reference>: 1046 rows")
-    assert "families (8)" in out and "OLMo: 368" in out and "excluded: 77 rows" in out
+    assert out.startswith("<bundled reference>: 1293 rows")
+    assert "families (15)" in out and "OLMo: 368" in out and "excluded: 221 rows" in out
+    assert "part of the network quantized only" in out and "pipeline failed" in out
     assert err == ""
 
 

@@ -23,6 +23,7 @@ from bayesqid.data.dataset import (
     quantizer_label,
     validate,
 )
+from bayesqid.data.reference import candidate_rows, load_rules
 from bayesqid.data.sources import load_dataset, load_reference
 from bayesqid.errors import DataError
 from helpers import write_rows as write_csv
@@ -39,7 +40,9 @@ VALID = {
     "qid": "0.118225",
     "source": "GPTQ Table 3",
 }
-FORMAT_REASON = "non-integer bit format (AQLM, QuIP# lattice, llama.cpp k-quants)"
+FORMAT_REASON = (
+    "not an integer grid (AQLM, QuIP#/QTIP codebooks, NF4/NFL tables, fp6/fp8, ternary, llama.cpp k-/i-quants)"
+)
 
 
 def rows_with(n=3, at=None, **bad):
@@ -67,17 +70,13 @@ def test_reference_rows_and_families(reference):
     frame = reference.frame
     assert reference.path == "<bundled reference>"
     assert list(frame.columns) == list(SCHEMA_COLUMNS)
-    assert len(frame) == 1046
+    assert len(frame) == 1293
     assert frame["family"].value_counts().to_dict() == {
-        "OLMo": 368,
-        "LLaMA-1": 263,
-        "Llama-2": 252,
-        "OPT": 82,
-        "BLOOM": 41,
-        "Spectra-FloatLM": 36,
-        "Falcon": 2,
-        "Pythia": 2,
-    }
+        "OLMo": 368, "LLaMA-1": 263, "Llama-2": 257, "Llama-3": 154, "OPT": 82, "BLOOM": 41,
+        "Qwen2.5": 39, "Spectra-FloatLM": 36, "Llama-3.2": 26, "Qwen2": 12, "TinyLlama": 7,
+        "Falcon": 2, "Gemma-2": 2, "Pythia": 2, "Yi": 2,
+    }  # fmt: skip
+    assert frame["tokens"].max() == 1.8e13
     assert isinstance(frame.index, pd.RangeIndex)
 
 
@@ -103,25 +102,27 @@ def test_reference_uses_non_embedding_params(reference):
 
 def test_reference_keeps_small_and_negative_qid_unchanged(reference):
     frame = reference.frame
-    assert (frame["qid"] < 0).sum() == 3
-    assert (frame["qid"] == 0).sum() == 8
+    assert (frame["qid"] < 0).sum() == 6
+    assert (frame["qid"] == 0).sum() == 15
     ptq = read_reference_file("ptq_results.csv")
-    kept = ptq[(ptq["format"] == "") & ~ptq["family"].isin(["Mistral", "Phi"])]
+    rules = load_rules()
+    kept = ptq[[rules.first_exclusion(row) is None for row in candidate_rows()[: len(ptq)]]]
     published = frame[~frame["source"].str.startswith("OLMo checkpoint sweep")]
     np.testing.assert_array_equal(published["qid"], kept["qid_nats"].astype(float))
+    np.testing.assert_array_equal(published["model"], kept["model"])
 
 
 def test_reference_exclusions_are_counted(reference):
     excluded = {e.reason: e.count for e in reference.excluded}
+    reasons = {rule.id: rule.reason for rule in load_rules().exclude}
     assert excluded == {
-        FORMAT_REASON: 25,
-        "unknown non-embedding parameter count": 8,
-        "unknown training tokens": 28,
-        "missing loss in source": 16,
-    }
+        reasons["partial"]: 28, reasons["pipeline"]: 6, reasons["anomaly"]: 1,
+        reasons["format"]: 141, reasons["group"]: 1, reasons["tokens"]: 28, reasons["loss"]: 16,
+    }  # fmt: skip
+    assert FORMAT_REASON == reasons["format"]
     olmo_rows = reference.frame["family"].eq("OLMo").sum()
     ptq_excluded = sum(excluded.values()) - excluded["missing loss in source"]
-    assert len(reference.frame) - olmo_rows + ptq_excluded == 739
+    assert len(reference.frame) - olmo_rows + ptq_excluded == 1130
     assert olmo_rows + excluded["missing loss in source"] == 2 * 4 * 48
 
 
@@ -134,8 +135,8 @@ def test_reference_is_deterministic_and_default(reference):
 
 def test_summary_mentions_the_essentials(reference):
     text = reference.summary()
-    for fragment in ("1046 rows", "families (8)", "OLMo: 368", "QiD < 0.02", "< 0: 3",
-                     "excluded: 77 rows", FORMAT_REASON, "wikitext2", "GPTQ"):  # fmt: skip
+    for fragment in ("1293 rows", "families (15)", "OLMo: 368", "QiD < 0.02", "< 0: 6",
+                     "excluded: 221 rows", FORMAT_REASON, "wikitext2", "GPTQ"):  # fmt: skip
         assert fragment in text, fragment
 
 

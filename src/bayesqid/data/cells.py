@@ -134,8 +134,7 @@ def parse_weight_decay(value: Any) -> float:
     return number
 
 
-def parse_annealed(value: Any) -> Any:
-    """Whether the checkpoint ends a learning-rate decay: True, False or <NA> (unknown)."""
+def _parse_flag(value: Any) -> Any:
     if _unknown(value):
         return pd.NA
     if isinstance(value, bool | np.bool_):
@@ -146,3 +145,14 @@ def parse_annealed(value: Any) -> Any:
     if text in _FALSE:
         return False
     raise Rule("must be true, false or unknown")
+
+
+def parse_annealed(value: Any) -> Any:
+    """Whether the checkpoint ends a learning-rate decay: True, False or <NA> (unknown)."""
+    return _parse_flag(value)
+
+
+def parse_post_trained(value: Any) -> Any:
+    """Whether the checkpoint was post-trained (instruct/chat tuning after pre-training):
+    True, False or <NA> (unknown)."""
+    return _parse_flag(value)

@@ -34,6 +34,7 @@ from bayesqid.data.cells import (
     parse_number,
     parse_optional_text,
     parse_positive,
+    parse_post_trained,
     parse_precision,
     parse_required_text,
     parse_weight_decay,
@@ -51,10 +52,12 @@ _DTYPES = {
     "qid": "float64", "source": "str",
     # Recipe columns (optional; unknown when absent): how the measured checkpoint was trained.
     "lr_schedule": "str", "lr_frac": "float64", "annealed": "boolean", "train_precision": "str",
-    "weight_decay": "float64",
+    "weight_decay": "float64", "post_trained": "boolean",
 }  # fmt: skip
 #: Recipe columns of the canonical schema, all optional (see :mod:`bayesqid.data.cells`).
-RECIPE_COLUMNS: tuple[str, ...] = ("lr_schedule", "lr_frac", "annealed", "train_precision", "weight_decay")
+RECIPE_COLUMNS: tuple[str, ...] = (
+    "lr_schedule", "lr_frac", "annealed", "train_precision", "weight_decay", "post_trained",
+)  # fmt: skip
 #: Columns of a canonical QiD table, in order.
 SCHEMA_COLUMNS: tuple[str, ...] = tuple(_DTYPES)
 #: Columns a prediction grid must have (a grid has no QiD, model name or source).
@@ -62,7 +65,8 @@ GRID_COLUMNS: tuple[str, ...] = (
     "family", "params", "tokens", "bits", "method", "group_size", "eval_set",
 )  # fmt: skip
 _OPTIONAL = {"model": "", "source": "", "group_size": pd.NA, "lr_schedule": UNKNOWN, "lr_frac": np.nan,
-             "annealed": pd.NA, "train_precision": UNKNOWN, "weight_decay": np.nan}
+             "annealed": pd.NA, "train_precision": UNKNOWN, "weight_decay": np.nan,
+             "post_trained": pd.NA}
 # Alternatives to a `qid` column, in order of preference: losses are already in nats.
 QID_SOURCES = (("fp16_loss", "quant_loss"), ("fp16_ppl", "quant_ppl"))
 _SUFFIXES = (".csv", ".parquet", ".pq")
@@ -164,6 +168,7 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "quant_ppl": parse_positive,
     "lr_schedule": parse_lr_schedule, "lr_frac": parse_lr_frac, "annealed": parse_annealed,
     "train_precision": parse_precision, "weight_decay": parse_weight_decay,
+    "post_trained": parse_post_trained,
 }  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from bayesqid.data.cells import (
     parse_annealed,
     parse_lr_frac,
     parse_lr_schedule,
+    parse_post_trained,
     parse_precision,
     parse_weight_decay,
 )
@@ -96,6 +97,7 @@ def recipe_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     precision = np.asarray(_column(frame, "train_precision", parse_precision), dtype=object)
     schedule = np.asarray(_column(frame, "lr_schedule", parse_lr_schedule), dtype=object)
     decay = np.asarray(_column(frame, "weight_decay", parse_weight_decay), dtype=float)
+    post = _column(frame, "post_trained", parse_post_trained)
     unknown_annealed = np.array([a is pd.NA for a in annealed])
     out = {
         "annealed_true": np.array([a is True for a in annealed], dtype=float),
@@ -104,6 +106,8 @@ def recipe_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         "lr_frac_unknown": np.isnan(frac).astype(float),
         "weight_decay": np.nan_to_num(decay, nan=0.0),
         "weight_decay_unknown": np.isnan(decay).astype(float),
+        "post_trained_true": np.array([p is True for p in post], dtype=float),
+        "post_trained_unknown": np.array([p is pd.NA for p in post], dtype=float),
     }
     for level in ("fp32", "fp16", "fp8", UNKNOWN):
         out[f"precision_{level}"] = (precision == level).astype(float)

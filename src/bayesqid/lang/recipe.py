@@ -16,13 +16,15 @@ A prediction grid without recipe columns therefore asks about a model of unknown
 from __future__ import annotations
 
 #: Recipe covariates and their encoded columns. The baseline of each (all columns zero):
-#: annealed false; lr_frac 0 (known); train_precision bf16; lr_schedule cosine; weight decay 0.
+#: annealed false; lr_frac 0 (known); train_precision bf16; lr_schedule cosine; weight decay 0;
+#: post_trained false (a base model).
 RECIPE_COVARIATES: dict[str, tuple[str, ...]] = {
     "annealed": ("annealed_true", "annealed_unknown"),
     "lr_frac": ("lr_frac", "lr_frac_unknown"),
     "train_precision": ("precision_fp32", "precision_fp16", "precision_fp8", "precision_unknown"),
     "lr_schedule": ("schedule_linear", "schedule_wsd", "schedule_constant", "schedule_unknown"),
     "weight_decay": ("weight_decay", "weight_decay_unknown"),
+    "post_trained": ("post_trained_true", "post_trained_unknown"),
 }
 
 #: Every encoded column, in registry order.
