@@ -440,7 +440,7 @@ def test_unwritable_out_is_one_line_naming_the_users_path(command, kind, saved, 
 @given(kind=st.sampled_from(OUT_KINDS), depth=st.integers(0, 4),
        name=st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12))
 def test_write_atomic_refuses_any_blocked_path(kind, depth, name, tmp_path_factory, monkeypatch):
-    from bayesqid.errors import OutputError
+    from bayesqid.outputs import OutputError
     from bayesqid.outputs import write_atomic
 
     work = tmp_path_factory.mktemp("blocked")
@@ -461,7 +461,7 @@ def test_write_atomic_refuses_any_blocked_path(kind, depth, name, tmp_path_facto
 
 
 def test_a_failing_writer_names_the_users_path(tmp_path):
-    from bayesqid.errors import OutputError
+    from bayesqid.outputs import OutputError
     from bayesqid.outputs import write_atomic
 
     def full_disk(tmp: str) -> None:

@@ -27,10 +27,5 @@ class RunError(BayesqidError, ValueError):
     """A saved run (NetCDF) is missing, corrupt, or was not written by bayesqid."""
 
 
-class OutputError(BayesqidError, OSError):
-    """An output path cannot be written (a file where a folder must be, a directory, no permission,
-    a full disk). The message names the user's path, never a temporary file."""
-
-
 class ConvergenceWarning(UserWarning):
     """The sampler's convergence gate failed (divergences, R-hat, ESS or BFMI)."""

@@ -1,9 +1,9 @@
 """Atomic writing of output files: a temporary file beside the target, then ``os.replace``.
 
 An interrupted command therefore leaves either the previous file or the complete new one,
-never a half-written table. Every failure to write is reported as an
-:class:`~bayesqid.errors.OutputError` that names the path the user gave: the temporary file is
-an implementation detail, and an ``[Errno 17] File exists`` about a parent folder says nothing.
+never a half-written table. Every failure to write is reported as an :class:`OutputError` that
+names the path the user gave: the temporary file is an implementation detail, and an
+``[Errno 17] File exists`` about a parent folder says nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayesqid.errors import OutputError
+
+class OutputError(OSError):
+    """An output path cannot be written: a file where a folder must be, a directory, no
+    permission, a full disk. The message names the user's path, never a temporary file.
+
+    An ``OSError`` (the floor imports nothing of ours, so not a ``BayesqidError``); the command
+    line answers both with one line and exit status 2.
+    """
 
 
 def _reason(err: OSError) -> str:
