@@ -179,3 +179,13 @@ def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path, capsys, mon
     assert [line for line in err if "error:" in line] == [err[-1]] and "Traceback" not in "".join(err)
     assert "run(s) failed" in err[-1] and "not enough memory" in err[-1] and "was removed" in err[-1]
     assert not out.exists()
+
+
+def test_a_gpu_plan_checked_on_a_small_machine_is_noted_not_refused(capsys, monkeypatch):
+    import bayesqid.lab.estimate as estimate
+
+    monkeypatch.setattr(estimate, "device_memory", lambda device: 4 * 10**9)  # a 4 GB laptop
+    capsys.readouterr()
+    assert main(["lab", "check", "gpu"]) == 0
+    out = capsys.readouterr().out
+    assert "note: size n14M needs about" in out and "more than this machine's 4 GB" in out

@@ -72,11 +72,11 @@ def run_lab(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.lab_command == "check":
         from bayesqid.lab.corpus import load_train_text
-        from bayesqid.lab.estimate import check_memory
+        from bayesqid.lab.estimate import check_plan_memory
 
-        check_memory(config, "cpu")  # this machine's memory (lab run checks the device it uses)
+        notes = check_plan_memory(config)  # lab run checks the device it runs on
         train, _ = load_train_text(config.corpus.train, config.corpus.train_bytes)
-        print(describe(config, len(train)))
+        print("\n".join([describe(config, len(train)), *notes]))
         return EXIT_OK
     from bayesqid.lab.sweep import run_lab as sweep
 

@@ -14,8 +14,9 @@ naming it) before any tensor is allocated or any output folder is made.
 - **Wall time** on CPU comes from a throughput model fitted to timings of the lab's own train
   step on one thread of the 2-core machines this package is developed on (GPT-NeoX, batch 32 x
   seq 128, fp32: 7k non-embedding parameters 159k tokens/s, 25k 70k tokens/s, 113k 26k tokens/s;
-  bf16 autocast 1.8x and fp16 autocast with its scaler 4.3x slower than fp32 there). A GPU
-  estimate uses a nominal rate and is rougher still. Times are estimates, printed as such.
+  bf16 autocast 1.8x and fp16 autocast with its scaler 4.3x slower than fp32 there; the same
+  step ran ~2x slower again while four other jobs shared the cores, so the estimates are for
+  cores the sweep has to itself). A GPU estimate uses a nominal rate and is rougher still.
 """
 
 from __future__ import annotations
@@ -27,25 +28,29 @@ from bayesqid.errors import SpecError
 from bayesqid.lab.config import LabConfig, Recipe, Size
 from bayesqid.lab.schedules import cooldown_end
 
-__all__ = ["Cost", "check_memory", "cost_of", "device_memory", "run_seconds", "run_tokens", "seconds_per_token",
-           "sweep_seconds"]
+__all__ = ["Cost", "check_memory", "check_plan_memory", "cost_of", "device_memory", "run_seconds",
+           "run_tokens", "seconds_per_token", "sweep_seconds"]
 
 #: Byte-level vocabulary of the lab's models.
 VOCAB = 256
 #: CPU time per token: a fixed part (data, optimizer, Python) plus FLOPs at a per-thread rate.
 CPU_SECONDS_PER_TOKEN = 4.5e-6
 CPU_FLOPS_PER_SECOND = 2.6e10
+#: A GPU's rate is not measured here (no GPU was at hand): fp32 matmuls at ~20 TFLOP/s effective
+#: for these small widths, and autocast precisions 2.5x faster. Treat GPU times as rough.
 GPU_SECONDS_PER_TOKEN = 2e-8
-GPU_FLOPS_PER_SECOND = 5e12
+GPU_FLOPS_PER_SECOND = 2e13
 #: Slowdown of autocast precisions against fp32 (measured on CPU; on a GPU they are faster).
 CPU_PRECISION_FACTOR = {"fp32": 1.0, "bf16": 1.8, "fp16": 4.3}
-GPU_PRECISION_FACTOR = {"fp32": 1.0, "bf16": 0.5, "fp16": 0.5}
+GPU_PRECISION_FACTOR = {"fp32": 1.0, "bf16": 0.4, "fp16": 0.4}
 #: Seconds per measured checkpoint outside the evaluations: load, hash, calibrate, save rows.
 CHECKPOINT_OVERHEAD_S = 3.0
 #: Whole sweeps on CPU took longer than the per-step model: the lab's ``default`` sweep used 72
 #: CPU-minutes (benchmarks/README.md) where the model gives 38 (checkpoint writes, model loads,
 #: Dask and two workers sharing two cores); CPU sweep estimates are scaled by this factor.
 CPU_SWEEP_FACTOR = 1.9
+#: Memory of the largest single accelerator a plan is refused against (192 GB, a B200).
+LARGEST_DEVICE_BYTES = 192 * 10**9
 #: Logits of one evaluation batch are capped at this many floats (``measure.evaluate``).
 LOGITS_BUDGET = 1 << 28
 
@@ -129,7 +134,8 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.3g} GB"
 
 
-def check_memory(config: LabConfig, device: str, concurrent: int = 1, available: int | None = None) -> None:
+def check_memory(config: LabConfig, device: str, concurrent: int = 1, available: int | None = None,
+                 where: str | None = None) -> None:
     """Refuse a config whose largest run cannot fit the device's memory.
 
     Parameters
@@ -142,6 +148,8 @@ def check_memory(config: LabConfig, device: str, concurrent: int = 1, available:
         Runs that share the device at once (Dask workers on one machine).
     available : int, optional
         Bytes available; default :func:`device_memory`.
+    where : str, optional
+        What the memory is, in the message (default: the device).
 
     Raises
     ------
@@ -159,7 +167,33 @@ def check_memory(config: LabConfig, device: str, concurrent: int = 1, available:
             raise SpecError(
                 f"{config.origin}: sizes.{size.name}: needs about {_gb(need)} of memory{runs} "
                 f"({cost.params:,} parameters with gradients and AdamW state, activations of batch "
-                f"{config.batch} x seq {config.seq_len}), more than the {_gb(limit)} of {device}")
+                f"{config.batch} x seq {config.seq_len}), more than the {_gb(limit)} of {where or device}")
+
+
+def check_plan_memory(config: LabConfig) -> list[str]:
+    """``lab check``'s memory test: refuse what no single device holds, note what this one cannot.
+
+    A plan may be checked on another machine than the one that runs it (a GPU config on a
+    laptop), so only sizes beyond both this machine and :data:`LARGEST_DEVICE_BYTES` are refused;
+    ``lab run`` checks the device it runs on.
+
+    Returns
+    -------
+    list of str
+        Notes for the plan, one per size that does not fit this machine's memory.
+    """
+    local = device_memory("cpu") or 0
+    largest = max(local, LARGEST_DEVICE_BYTES)
+    where = f"any one device (this machine: {_gb(local)}; the largest GPU: {_gb(LARGEST_DEVICE_BYTES)})"
+    check_memory(config, "cpu", available=largest, where=where)
+    notes = []
+    for size in config.sizes:
+        cost = cost_of(config, size)
+        need = max(cost.train_bytes, cost.measure_bytes)
+        if need > local:
+            notes.append(f"  note: size {size.name} needs about {_gb(need)}, more than this machine's "
+                         f"{_gb(local)}: run it on a larger device")
+    return notes
 
 
 def run_tokens(config: LabConfig, recipe: Recipe) -> int:
