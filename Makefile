@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bayesqid-installed
 
-.PHONY: run test bench clean
+.PHONY: run test docs browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bayesqid needs Python >= 3.11"'
@@ -31,8 +31,28 @@ $(TEST_STAMP): $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+DOCS_STAMP := $(VENV)/.bayesqid-docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	touch $(DOCS_STAMP)
+
+## The documentation site, docs/_build/html/index.html; any Sphinx warning is an error. The
+## notebooks are rendered from the executed copies `make test` leaves in build/notebooks/ (one
+## whose copy is missing or stale is executed here, with the tests' sampler settings).
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+## Headless Chromium for the browser checks of tests/test_docs.py (Debian/Ubuntu, as root). Without
+## it those checks skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "browser: chromium could not be installed; \
+		tests/test_docs.py will skip its browser checks"
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build docs/_build docs/generated docs/notebooks docs/api.md docs/cli.md
