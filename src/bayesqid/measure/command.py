@@ -55,7 +55,7 @@ def add_measure_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto picks cuda when available")
     p.add_argument("--max-eval-tokens", type=int, default=65536, metavar="N",
-                   help="evaluation tokens at most (default: 65536)")
+                   help="evaluation tokens at most, 200 or more (default: 65536)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the calibration windows")
     p.add_argument("--out", required=True, metavar="ROWS.csv",
                    help="rows (written after each checkpoint and method; resumed if present)")
