@@ -144,3 +144,16 @@ def test_the_same_checkpoint_twice_is_measured_once(neox_dir, tmp_path, capsys):
     assert main(["measure", str(neox_dir), str(neox_dir), *QUICK, "--out", str(out)]) == 0
     assert "skipped" in capsys.readouterr().err
     assert out.read_text() == first  # a rerun adds nothing
+
+
+def test_buffers_older_checkpoints_carry_are_not_unexpected(neox_dir, tmp_path):
+    """Pythia-era GPT-NeoX files hold rotary and mask buffers; transformers ignores them, so do we."""
+    from bayesqid.measure.checkpoint import inspect_checkpoint, load_model
+
+    def add_buffers(tensors):
+        return {**tensors, "gpt_neox.layers.0.attention.rotary_emb.inv_freq": torch.ones(8),
+                "gpt_neox.layers.0.attention.bias": torch.ones(1, 1, 64, 64, dtype=torch.bool),
+                "gpt_neox.layers.0.attention.masked_bias": torch.tensor(-1e9)}
+
+    ckpt = _variant(neox_dir, tmp_path, add_buffers)
+    assert load_model(inspect_checkpoint(ckpt)) is not None
