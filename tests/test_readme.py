@@ -20,8 +20,9 @@ def _blocks(lang: str) -> list[str]:
 
 
 @pytest.mark.nuts
-def test_python_snippets_run(tmp_path, monkeypatch):
-    # The blocks run in order in one namespace: later ones continue from the fitted `run`.
+def test_python_snippets_run(tmp_path, monkeypatch, session_fit):
+    # The blocks run in order in one namespace: later ones continue from the fitted `run`. The
+    # snippet's fit is the session's (same spec, data and seeded settings: the same draws).
     snippet, inverse = _blocks("python")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
