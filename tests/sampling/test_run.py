@@ -401,3 +401,25 @@ def test_gates_stored_before_the_non_finite_count_still_load(mock_run):
     raw = json.loads(mock_run.diagnostics.to_json())
     del raw["nonfinite"], raw["worst_nonfinite"]
     assert Diagnostics.from_json(json.dumps(raw)).nonfinite == 0
+
+
+@pytest.mark.parametrize("case", ["no-group", "no-qid", "no-family", "ragged"])
+def test_fitted_rows_are_checked(case, mock_run, tmp_path):
+    idata = mock_run.idata
+    data = idata.constant_data
+    if case == "no-qid":
+        data = data.drop_vars("qid")
+    elif case == "no-family":
+        data = data.drop_vars("family")
+    elif case == "ragged":
+        data = data.assign(qid=xr.DataArray(data["qid"].to_numpy()[:5], dims="other"))
+    groups = {g: getattr(idata, g) for g in idata.groups() if g != "constant_data"}
+    if case != "no-group":
+        groups["constant_data"] = data
+    broken = az.InferenceData(**groups)
+    broken.attrs.update(idata.attrs)
+    path = tmp_path / "rows.nc"
+    broken.to_netcdf(str(path), engine="h5netcdf")
+    with pytest.raises(RunError) as err:
+        load_run(path)
+    assert_one_line(err, str(path), "fitted rows (constant_data)")

@@ -84,6 +84,11 @@ def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
     return write_atomic(path, lambda tmp: run.idata.to_netcdf(tmp, engine="h5netcdf"))
 
 
+#: Columns of the fitted rows every run keeps (``constant_data``), read by :meth:`Run.data`.
+FITTED_COLUMNS = ("family", "model", "params", "tokens", "bits", "group_size", "method", "eval_set", "qid",
+                  "source")
+
+
 def posterior_contract(spec: ModelSpec) -> dict[str, tuple[str, ...]]:
     """Posterior variables every run of ``spec`` carries, with their dims after (chain, draw).
 
@@ -107,7 +112,8 @@ def check_contents(idata: az.InferenceData, spec: ModelSpec, levels: dict[str, l
 
     Every variable of :func:`posterior_contract` must be present with dims
     ``(chain, draw, *group)``, one entry per fitted level of its group (labelled as the run's
-    levels), at least one draw, and only finite values.
+    levels), at least one draw, and only finite values; the fitted rows (``constant_data``)
+    must hold :data:`FITTED_COLUMNS` as one table.
     """
     post = idata.posterior
     if post.sizes.get("chain", 0) < 1 or post.sizes.get("draw", 0) < 1:
@@ -131,6 +137,13 @@ def check_contents(idata: az.InferenceData, spec: ModelSpec, levels: dict[str, l
         bad = values.size - int(np.count_nonzero(np.isfinite(values)))
         if bad:
             return f"posterior variable {name!r} has {bad} non-finite draw value(s) (NaN or inf)"
+    # The fitted rows: what Run.data() and the report read back.
+    data = getattr(idata, "constant_data", None)
+    missing = [c for c in FITTED_COLUMNS if data is None or c not in data.data_vars]
+    if missing:
+        return f"the fitted rows (constant_data) lack {', '.join(missing)}"
+    if len({data[c].dims for c in FITTED_COLUMNS}) != 1 or data[FITTED_COLUMNS[0]].ndim != 1:
+        return "the fitted rows (constant_data) are not one table of equal-length columns"
     return None
 
 
