@@ -46,7 +46,8 @@ def check_grid(frame: pd.DataFrame, *, path: str = "<grid>", outputs: Iterable[s
     DataError
         One line naming ``path`` and, for a broken cell, its 1-based row and column.
     """
-    clash = [c for c in frame.columns if c in set(outputs)]
+    outputs = tuple(outputs)
+    clash = [c for c in frame.columns if c in outputs]
     if clash:
         raise DataError(f"{path}: column {clash[0]!r} has the name of an output column "
                         f"({', '.join(outputs)}); rename or drop it")
