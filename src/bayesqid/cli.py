@@ -165,13 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_argument(p)
     p.add_argument("--out", help="CSV to write the table to")
 
-    p = sub.add_parser("compare", help="compare law forms: PSIS-LOO, leave-one-family-out and "
-                       "extrapolation CV, stacking (resumable)")
+    p = sub.add_parser("compare", help="compare law forms: PSIS-LOO, leave-one-family-out, forecast, "
+                       "scale-up and extrapolation CV, stacking (resumable)")
     p.add_argument("items", nargs="+", metavar="SPEC_OR_RUN",
                    help="shipped spec names, spec .toml files or run .nc files (at least two)")
     p.add_argument("--data", action="append", help=DATA_HELP)
-    p.add_argument("--cv", nargs="+", default=["loo", "logo", "extrapolate"], metavar="SCHEME",
-                   help="loo, logo, extrapolate (default: all; loo is always computed)")
+    p.add_argument("--cv", nargs="+", default=["loo", "logo", "forecast", "scale-up", "extrapolate"],
+                   metavar="SCHEME", help="loo, logo (a new family), forecast (the most-trained families "
+                   "as new ones), scale-up (a family's largest size), extrapolate (default: all; loo is "
+                   "always computed)")
     p.add_argument("--out", default=str(DEFAULT_COMPARE),
                    help=f"directory of the results (default: {DEFAULT_COMPARE}); rerunning with the "
                    "same directory resumes")
@@ -186,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=DEFAULT_SEED, help="root seed of every fit's seed")
     p.add_argument("--quantile", type=interval, default=0.75,
                    help="token quantile of the extrapolation split (default 0.75)")
+    p.add_argument("--forecast-share", type=interval, default=0.25,
+                   help="share of families, by their largest D, that the forecast split holds out "
+                   "(default 0.25, at least two families)")
     p.add_argument("--retries", type=nonnegative_int, default=1,
                    help="extra attempts of a failing fit (default 1)")
     p.add_argument("--interval", type=interval, default=CI_PROB,
@@ -433,7 +438,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = SamplerConfig.preset(args.preset, cores=cores, seed=args.seed, **overrides)
     result = compare(args.items, dataset, cv=args.cv, out=args.out, scheduler=args.scheduler,
                      n_workers=args.workers, config=config, seed=args.seed, prob=args.interval,
-                     quantile=args.quantile, retries=args.retries, log=_log)
+                     quantile=args.quantile, forecast_share=args.forecast_share,
+                     retries=args.retries, log=_log)
     _check_interrupted()
     written = result.write(args.out)
     print(result.summary())

@@ -1,4 +1,5 @@
-"""Law-form comparison: PSIS-LOO, leave-one-family-out, extrapolation, stacking; the Dask fan-out.
+"""Law-form comparison: PSIS-LOO, leave-one-family-out, forecast, scale-up, extrapolation, stacking;
+the Dask fan-out.
 
 The comparison runs on a small table simulated from Ouyang's law on rows of the reference design
 (four families, 30 rows each), so the true form is known. One synchronous comparison is shared
@@ -127,6 +128,59 @@ def test_tables_are_tidy_and_complete(reference_result, inputs):
     assert (out / "runs" / "true_ouyang.nc").is_file()
 
 
+def test_forecast_and_scaleup_splits_are_scored_and_written(reference_result, inputs):
+    result, out = reference_result
+    table = result.table.set_index("spec")
+    for prefix in ("forecast", "scaleup"):
+        for col in ("elpd", "diff", "dse", "coverage", "coverage50", "coverage80", "coverage90", "width",
+                    "interval_score", "crps"):
+            assert np.isfinite(table[f"{prefix}_{col}"]).all(), f"{prefix}_{col}"
+    held = folds.forecast_families(inputs["dataset"])
+    assert set(result.forecast["family"]) == set(held) and len(held) == 2
+    assert (result.forecast["status"] == "ok").all() and len(result.forecast) == 2 * len(held)
+    assert set(result.scaleup["family"]) == set(folds.scaleup_masks(inputs["dataset"]))
+    assert (result.scaleup["status"] == "ok").all()
+    assert len(pd.read_csv(out / "forecast.csv")) == len(result.forecast)
+    assert len(pd.read_csv(out / "scaleup.csv")) == len(result.scaleup)
+    text = result.summary()
+    assert "forecast (families trained longer than any in the fit, as new families): prefers" in text
+    assert "scale-up (a family's largest size from its smaller ones): prefers" in text
+
+
+def test_forecast_holds_out_the_most_trained_families(inputs):
+    data = inputs["dataset"]
+    largest = data.frame.groupby("family")["tokens"].max().sort_values(ascending=False)
+    assert folds.forecast_families(data) == tuple(largest.index[:2])  # 4 families: at least two
+    train = folds.forecast_mask(data)
+    assert set(data.frame.loc[~train, "family"]) == set(largest.index[:2])
+    assert data.frame.loc[train, "tokens"].max() <= largest.iloc[2]
+    assert folds.forecast_families(data, 0.5) == tuple(largest.index[:2])
+    assert folds.forecast_families(data, 0.9) == tuple(largest.index[:3])  # one family is kept
+    with pytest.raises(BayesqidError, match="forecast share"):
+        folds.forecast_families(data, 1.0)
+
+
+def test_forecast_on_the_reference_holds_out_the_heavily_trained_families(reference):
+    held = folds.forecast_families(reference)
+    assert set(held) == {"Qwen2.5", "Llama-3", "Qwen2", "Llama-3.2"}
+    kept = reference.frame[folds.forecast_mask(reference)]
+    assert kept["tokens"].max() <= 8e12 < reference.frame["tokens"].max()
+
+
+def test_scaleup_holds_out_each_familys_largest_size_only(inputs, reference):
+    for data in (inputs["dataset"], reference):
+        frame = data.frame
+        masks = folds.scaleup_masks(data)
+        sizes = frame.groupby("family")["params"].nunique()
+        assert set(masks) == set(sizes[sizes >= 3].index)
+        for fam, train in masks.items():
+            held = frame[~train]
+            assert set(held["family"]) == {fam}
+            assert set(held["params"]) == {frame.loc[frame["family"] == fam, "params"].max()}
+            kept = frame.loc[train & (frame["family"] == fam).to_numpy(), "params"]
+            assert (kept < held["params"].max()).all()
+
+
 def test_extrapolation_mask_holds_out_larger_tokens(inputs):
     data = inputs["dataset"]
     train = folds.extrapolation_mask(data, 0.5)
@@ -211,8 +265,8 @@ def test_failed_fold_is_named_not_hidden(reference_result, inputs, tmp_path, mon
 def test_cli_compare_writes_the_tables(reference_result, inputs, tmp_path, capsys):
     result, out = reference_result
     shutil.copytree(out / "folds", tmp_path / "folds")  # settings match: everything resumes
-    code = main(["compare", *inputs["specs"], "--data", inputs["data"], "--cv", "loo", "logo",
-                 "--out", str(tmp_path), "--scheduler", "synchronous", "--preset", "ci",
+    code = main(["compare", *inputs["specs"], "--data", inputs["data"], "--cv", "loo", "logo", "forecast",
+                 "scale-up", "--out", str(tmp_path), "--scheduler", "synchronous", "--preset", "ci",
                  "--draws", "150", "--tune", "150", "--seed", str(SEED)])
     assert code == 0
     captured = capsys.readouterr()
@@ -222,6 +276,9 @@ def test_cli_compare_writes_the_tables(reference_result, inputs, tmp_path, capsy
     assert written["weight"].sum() == pytest.approx(1.0)
     assert len(pd.read_csv(tmp_path / "logo.csv")) == 2 * len(FAMILIES)
     assert (tmp_path / "stacked_100t.csv").is_file()
+    assert {"forecast_interval_score", "scaleup_coverage90"} <= set(written.columns)
+    assert (tmp_path / "forecast.csv").is_file() and (tmp_path / "scaleup.csv").is_file()
+    assert not (tmp_path / "extrapolation.csv").exists()
 
 
 def test_report_shows_a_saved_comparison(reference_result, tmp_path, mock_run):

@@ -26,7 +26,8 @@ def verdicts():
     """Every candidate row with the id of the rule that leaves it out ('' when it enters)."""
     rules = load_rules()
     rows = candidate_rows()
-    return pd.DataFrame(rows).assign(rule=[(r := rules.first_exclusion(row)) and r.id or "" for row in rows])
+    ids = [((r := rules.first_exclusion(row)) and r.id) or "" for row in rows]
+    return pd.DataFrame(rows).assign(rule=ids)
 
 
 def _left_out(verdicts, **fields):
@@ -98,7 +99,7 @@ def test_rules_are_data(monkeypatch):
                        'match = { format = "." }\n')
     assert [r.id for r in rules.exclude] == ["fmt"] and rules.post_trained == {}
     assert rules.lineage == {"Llama-3.1": "Llama-3.1"}
-    with pytest.raises(ValueError, match="exclude.bad.match"):
+    with pytest.raises(ValueError, match=r"exclude\.bad\.match"):
         load_rules('[[exclude]]\nid = "bad"\nreason = "r"\nmatch = { format = 3 }\n')
 
 

@@ -243,20 +243,24 @@ def test_budget_on_a_non_linear_law_by_bisection(quadratic_law):
 
 
 def _increasing(cube: np.ndarray, axis: int) -> bool:
-    """Strictly increasing along ``axis`` where both neighbours are finite; a budget beyond the
-    token range (inf) is never followed by a finite one."""
+    """Strictly increasing along ``axis`` where both neighbours are inside the token range; a
+    budget beyond the range (inf) is never followed by a finite one, nor one below it (0) preceded
+    by a larger one."""
     a = np.moveaxis(cube, axis, 0)
     prev, nxt = a[:-1], a[1:]
-    both = np.isfinite(prev) & np.isfinite(nxt)
-    return bool((nxt[both] > prev[both]).all() and not (np.isinf(prev) & np.isfinite(nxt)).any())
+    inside = np.isfinite(prev) & np.isfinite(nxt) & (prev > 0) & (nxt > 0)
+    return bool((nxt[inside] > prev[inside]).all() and not (np.isinf(prev) & np.isfinite(nxt)).any()
+                and not ((nxt == 0) & (prev > 0)).any())
 
 
 def test_budget_monotone_on_the_real_run(ci_run):
     out = token_budget(ci_run, qid_targets=TARGETS, params=SIZES, bits=[2, 3, 4])
     med = out["tokens_median"]
     # Large 4-bit models may need more than the range's 1e16 tokens to lose 0.5 nats: such a
-    # median is reported as inf, never dropped; the bulk of the grid is inside the range.
-    assert len(out) == 48 and (med > 0).all() and np.isfinite(med).mean() > 0.9
+    # median is reported as inf, never dropped; small 2-bit models reach 0.2 nats before the
+    # range's 1e9 tokens: reported as 0, when most draws do. The bulk of the grid is inside.
+    assert len(out) == 48 and (med >= 0).all() and np.isfinite(med).mean() > 0.75
+    assert (out.loc[med == 0, "frac_below"] >= 0.5).all() and ((med > 0) & np.isfinite(med)).mean() > 0.7
     assert np.isfinite(out.query("bits < 4")["tokens_median"]).all()
     assert _ordered(out)
     cubes = out.set_index(["qid_target", "params", "bits"])["tokens_median"].unstack("bits")

@@ -1,13 +1,23 @@
-"""Comparing law forms: PSIS-LOO, leave-one-family-out and extrapolation CV, stacking.
+"""Comparing law forms: PSIS-LOO, leave-one-family-out, forecast, scale-up and extrapolation CV,
+stacking.
 
 The question behind a comparison is extrapolation: which form predicts a family it has never
-seen, and larger training-token counts D than it was fitted on? Three scores answer it:
+seen, trained longer than any it was fitted on, or larger than the sizes it was measured at?
+The scores that answer it:
 
 - **PSIS-LOO** (and WAIC) on the full fit of each spec, with ArviZ's stacking weights;
 - **leave-one-family-out** (LOGO): exact refits without one family, whose rows are then
   predicted *as a new family* (effects drawn from the population). A family's score is the
   joint log predictive density of its rows (they share one family effect per draw);
+- **forecast**: one refit without the most-trained families (the top quarter by their largest
+  D, at least two), predicting each as a new family: the users' question at 15-100T tokens;
+- **scale-up**: for every family with three sizes or more, a refit without its largest size,
+  predicting it as the known family ("my small models are measured; what about my big one?");
 - **extrapolation**: refits on the rows below a token quantile, predicting the larger-D rest.
+
+Each split is scored by elpd (joint per held-out family for the family splits) and by the
+sharpness scores of :mod:`bayesqid.checks.sharpness` (coverage 50/80/90%, log-width, interval
+score, CRPS).
 
 Every fit (full and per fold) goes through :func:`bayesqid.refit.refitter_for` and is fanned
 out with :func:`bayesqid.fanout.run_tasks`; fold tasks (:mod:`bayesqid.checks.folds`) return
@@ -33,14 +43,20 @@ import pandas as pd
 
 from bayesqid.checks.fanout import Outcome, Task, run_tasks
 from bayesqid.checks.folds import (
+    DEFAULT_FORECAST_SHARE,
     DEFAULT_QUANTILE,
     extrapolation_mask,
     extrapolation_task,
+    forecast_mask,
+    forecast_task,
     full_fit_task,
     logo_fold_task,
     logo_masks,
+    scaleup_masks,
+    scaleup_task,
 )
 from bayesqid.checks.scores import (
+    FAMILY_SPLITS,
     Fold,
     empty_extrapolation,
     empty_logo,
@@ -67,7 +83,7 @@ from bayesqid.sampling.refit import derive_seed
 from bayesqid.sampling.run import Run, load_run
 
 #: Cross-validation schemes that refit (PSIS-LOO and WAIC come with every comparison).
-CV_SCHEMES: tuple[str, ...] = ("loo", "logo", "extrapolate")
+CV_SCHEMES: tuple[str, ...] = ("loo", "logo", "forecast", "scale-up", "extrapolate")
 
 @dataclass(frozen=True)
 class Candidate:
@@ -102,6 +118,10 @@ class Comparison:
         LOGO and extrapolation totals with the SE of their difference to the best spec.
     logo : DataFrame
         One row per spec x held-out family: joint and summed elpd, 90% coverage, status.
+    forecast : DataFrame
+        As ``logo``, for the families the forecast split held out (predicted as new families).
+    scaleup : DataFrame
+        As ``logo``, one row per spec x family whose largest size the scale-up split held out.
     extrapolation : DataFrame
         One row per spec x family with held-out rows: elpd, coverage, whether the family was fitted.
     stacked_100t : DataFrame
@@ -120,6 +140,8 @@ class Comparison:
     logo: pd.DataFrame
     extrapolation: pd.DataFrame
     stacked_100t: pd.DataFrame
+    forecast: pd.DataFrame = field(default_factory=empty_logo)
+    scaleup: pd.DataFrame = field(default_factory=empty_logo)
     failed: dict[str, str] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
     cv: tuple[str, ...] = ("loo",)
@@ -130,12 +152,17 @@ class Comparison:
         return format_summary(self)
 
     def write(self, out: str | os.PathLike[str]) -> list[Path]:
-        """Write ``compare.csv``, ``logo.csv``, ``extrapolation.csv``, ``stacked_100t.csv`` and
-        ``summary.txt`` to ``out`` (atomically, one by one); returns the paths written."""
+        """Write ``compare.csv``, the tables of the splits that ran (``logo.csv``, ``forecast.csv``,
+        ``scaleup.csv``, ``extrapolation.csv``), ``stacked_100t.csv`` and ``summary.txt`` to
+        ``out`` (atomically, one by one); returns the paths written."""
         out = Path(out)
         paths = [write_csv(self.table, out / "compare.csv")]
         if "logo" in self.cv:
             paths.append(write_csv(self.logo, out / "logo.csv"))
+        if "forecast" in self.cv:
+            paths.append(write_csv(self.forecast, out / "forecast.csv"))
+        if "scale-up" in self.cv:
+            paths.append(write_csv(self.scaleup, out / "scaleup.csv"))
         if "extrapolate" in self.cv:
             paths.append(write_csv(self.extrapolation, out / "extrapolation.csv"))
         paths.append(write_csv(self.stacked_100t, out / "stacked_100t.csv"))
@@ -226,9 +253,9 @@ def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
             cv: Iterable[str] = CV_SCHEMES, out: str | os.PathLike[str] | None = None,
             scheduler: str | None = None, n_workers: int | None = None,
             config: SamplerConfig | None = None, seed: int = DEFAULT_SEED, prob: float = CI_PROB,
-            quantile: float = DEFAULT_QUANTILE, retries: int = 1,
-            log: Callable[[str], None] | None = None) -> Comparison:
-    """Compare law forms on one dataset by PSIS-LOO, leave-one-family-out and extrapolation.
+            quantile: float = DEFAULT_QUANTILE, forecast_share: float = DEFAULT_FORECAST_SHARE,
+            retries: int = 1, log: Callable[[str], None] | None = None) -> Comparison:
+    """Compare law forms on one dataset by PSIS-LOO and held-out splits that ask users' questions.
 
     Parameters
     ----------
@@ -255,6 +282,9 @@ def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
         Mass of the predictive intervals whose coverage is reported.
     quantile : float
         Token quantile of the extrapolation split (:func:`bayesqid.checks.folds.extrapolation_mask`).
+    forecast_share : float
+        Share of families, by their largest D, that the forecast split holds out (at least two;
+        :func:`bayesqid.checks.folds.forecast_families`).
     retries : int
         Extra attempts of a failing fit.
     log : callable, optional
@@ -271,8 +301,8 @@ def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
     schemes = _check_cv(cv)
     candidates = resolve_candidates(items, data)
     cfg = config or SamplerConfig.preset("default")
-    train_extrap = extrapolation_mask(data, quantile) if "extrapolate" in schemes else None
-    tasks, meta = _tasks(candidates, data, cfg, seed, schemes, prob, quantile, train_extrap)
+    masks = _split_masks(data, schemes, quantile, forecast_share)
+    tasks, meta = _tasks(candidates, data, cfg, seed, schemes, prob, masks)
     say(f"comparing {len(candidates)} specs ({', '.join(c.name for c in candidates)}) on "
         f"{len(data.frame)} rows: {len(tasks)} fits ({', '.join(schemes)})")
     if out is None:
@@ -286,9 +316,26 @@ def compare(items: Sequence[str | os.PathLike[str] | ModelSpec | Run],
     return _assemble(candidates, runs, data, outcome, meta, schemes, seed, prob)
 
 
+def _split_masks(data: Dataset, schemes: tuple[str, ...], quantile: float,
+                 forecast_share: float) -> dict[str, dict[str, np.ndarray]]:
+    """Training masks of every refitting split, by scheme and fold label (checked up front)."""
+    masks: dict[str, dict[str, np.ndarray]] = {}
+    if "logo" in schemes:
+        masks["logo"] = logo_masks(data)
+    if "forecast" in schemes:
+        masks["forecast"] = {"": forecast_mask(data, forecast_share)}
+    if "scale-up" in schemes:
+        masks["scale-up"] = scaleup_masks(data)
+        if not masks["scale-up"]:
+            raise BayesqidError("the scale-up split needs a family measured at three sizes or more")
+    if "extrapolate" in schemes:
+        masks["extrapolate"] = {"": extrapolation_mask(data, quantile)}
+    return masks
+
+
 def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, seed: int,
-           schemes: tuple[str, ...], prob: float, quantile: float,
-           train_extrap: np.ndarray | None) -> tuple[list[Task], dict[str, Fold]]:
+           schemes: tuple[str, ...], prob: float,
+           masks: dict[str, dict[str, np.ndarray]]) -> tuple[list[Task], dict[str, Fold]]:
     tasks = []
     meta: dict[str, Fold] = {}
     for cand in candidates:
@@ -299,22 +346,30 @@ def _tasks(candidates: Sequence[Candidate], data: Dataset, cfg: SamplerConfig, s
             tasks.append(Task(key, full_fit_task,
                               {**common, "seed": derive_seed(seed, spec.name, "full")}))
             meta[key] = Fold("full", spec.name)
-        if "logo" in schemes:
-            h = _settings_hash(spec, data, cfg, seed, prob)
-            for fam, mask in logo_masks(data).items():
-                key = f"logo-{_safe(spec.name)}-{_safe(fam)}-{h}"
-                tasks.append(Task(key, logo_fold_task,
-                                  {**common, "mask": mask, "family": fam, "prob": prob,
-                                   "seed": derive_seed(seed, spec.name, "logo", fam)}))
-                meta[key] = Fold("logo", spec.name, fam)
-        if train_extrap is not None:
-            h = _settings_hash(spec, data, cfg, seed, prob, quantile)
-            key = f"extrapolate-{_safe(spec.name)}-{h}"
-            tasks.append(Task(key, extrapolation_task,
-                              {**common, "mask": train_extrap, "prob": prob,
-                               "seed": derive_seed(seed, spec.name, "extrapolate")}))
-            meta[key] = Fold("extrapolate", spec.name)
+        for scheme, folds in masks.items():
+            for label, mask in folds.items():
+                # The mask is part of the hash: a store never serves a fold of another split.
+                h = _settings_hash(spec, data, cfg, seed, prob, np.flatnonzero(~mask).tolist())
+                parts = (_SCHEME_KEYS[scheme], _safe(spec.name), label and _safe(label), h)
+                key = "-".join(filter(None, parts))
+                args = {**common, "mask": mask, "prob": prob,
+                        "seed": derive_seed(seed, spec.name, scheme, *([label] if label else []))}
+                if label:
+                    args["family"] = label
+                tasks.append(Task(key, _scheme_task(scheme), args))
+                meta[key] = Fold(scheme, spec.name, label)
     return tasks, meta
+
+
+def _scheme_task(scheme: str) -> Callable[..., pd.DataFrame]:
+    """The worker-side task of a refitting split (looked up when tasks are made, not bound once
+    at import, so that the module's names are the one place each task lives)."""
+    return {"logo": logo_fold_task, "forecast": forecast_task, "scale-up": scaleup_task,
+            "extrapolate": extrapolation_task}[scheme]
+
+
+#: The task-key prefix of each refitting split.
+_SCHEME_KEYS = {"logo": "logo", "forecast": "forecast", "scale-up": "scaleup", "extrapolate": "extrapolate"}
 
 
 def _collect_runs(candidates: Sequence[Candidate], data: Dataset, outcome: Outcome,
@@ -368,9 +423,14 @@ def _assemble(candidates: Sequence[Candidate], runs: dict[str, Run], data: Datas
     failed = {k: (meta[k], msg) for k, msg in outcome.failed.items()}
     logo = logo_table(rows, names, failed) if "logo" in schemes else empty_logo()
     extrap = extrapolation_table(rows, names, failed) if "extrapolate" in schemes else empty_extrapolation()
-    if "logo" in schemes:
-        table = table.merge(logo_totals(logo), on="spec", how="left")
-        table = table.merge(sharpness_totals(rows, "logo", "logo"), on="spec", how="left")
+    family_tables = {}
+    for scheme, prefix in FAMILY_SPLITS.items():
+        if scheme not in schemes:
+            family_tables[scheme] = empty_logo()
+            continue
+        family_tables[scheme] = part = logo if scheme == "logo" else logo_table(rows, names, failed, scheme)
+        table = table.merge(logo_totals(part, prefix), on="spec", how="left")
+        table = table.merge(sharpness_totals(rows, scheme, prefix), on="spec", how="left")
     if "extrapolate" in schemes:
         table = table.merge(extrapolation_totals(rows, names), on="spec", how="left")
         table = table.merge(sharpness_totals(rows, "extrapolate", "extrap"), on="spec", how="left")
@@ -380,8 +440,9 @@ def _assemble(candidates: Sequence[Candidate], runs: dict[str, Run], data: Datas
                             prob=prob)
     label = f"{data.path}: {len(data.frame)} rows, {data.frame['family'].nunique()} families"
     return Comparison(table=table.reset_index(drop=True), logo=logo, extrapolation=extrap,
-                      stacked_100t=stacked, failed=dict(outcome.failed), runs=runs, cv=schemes,
-                      dataset_label=label)
+                      stacked_100t=stacked, forecast=family_tables["forecast"],
+                      scaleup=family_tables["scale-up"], failed=dict(outcome.failed), runs=runs,
+                      cv=schemes, dataset_label=label)
 
 
 

@@ -1,6 +1,9 @@
 """The folds of a comparison and the work done for each on a worker.
 
-Leave-one-family-out and extrapolation masks over a dataset's rows, and the task functions
+The splits ask the users' questions: leave-one-family-out (a new family at its own D),
+forecast (families trained longer than any in the fit, predicted as new families), scale-up (a
+family's largest size predicted from its smaller ones, as a known family) and extrapolation (each
+family's largest D). Masks over a dataset's rows, and the task functions
 :func:`bayesqid.checks.compare.compare` fans out: a full fit (returned as NetCDF bytes), a fold
 refit scored on its held-out rows (:func:`score_rows`: elpd, joint elpd per family, coverage and
 the sharpness scores). Every task returns a small tidy frame, stored as it finishes.
@@ -32,6 +35,13 @@ from bayesqid.sampling.run import Run
 
 #: Default share of each family's rows (by training tokens) that the extrapolation split fits on.
 DEFAULT_QUANTILE = 0.75
+
+#: Default share of families, by their largest D, that the forecast split holds out.
+DEFAULT_FORECAST_SHARE = 0.25
+#: The forecast split holds out at least this many families.
+MIN_FORECAST_FAMILIES = 2
+#: A family enters the scale-up split when it has at least this many sizes (distinct N).
+MIN_SCALEUP_SIZES = 3
 
 #: Label given to a held-out family, so that it can never match a fitted level.
 HELD_OUT = "held-out:"
@@ -75,6 +85,47 @@ def extrapolation_mask(dataset: Dataset, quantile: float = DEFAULT_QUANTILE) -> 
     return train
 
 
+def forecast_families(dataset: Dataset, share: float = DEFAULT_FORECAST_SHARE) -> tuple[str, ...]:
+    """Families held out by the forecast split: the most-trained ``share`` of families.
+
+    Families are ranked by their largest D (ties by name); the top ``ceil(share * families)``
+    are held out, at least :data:`MIN_FORECAST_FAMILIES`, and at least one family is kept.
+    """
+    if not 0 < share < 1:
+        raise BayesqidError(f"forecast share must be in (0, 1), got {share!r}")
+    largest = dataset.frame.groupby("family", observed=True)["tokens"].max()
+    if len(largest) <= MIN_FORECAST_FAMILIES:
+        raise BayesqidError(f"the forecast split needs more than {MIN_FORECAST_FAMILIES} families, "
+                            f"the data has {len(largest)}")
+    ranked = sorted(largest.items(), key=lambda item: (-item[1], str(item[0])))
+    n = max(MIN_FORECAST_FAMILIES, int(np.ceil(share * len(ranked))))
+    return tuple(str(f) for f, _ in ranked[: min(n, len(ranked) - 1)])
+
+
+def forecast_mask(dataset: Dataset, share: float = DEFAULT_FORECAST_SHARE) -> np.ndarray:
+    """Training mask of the forecast split: every row of the families not held out."""
+    held = set(forecast_families(dataset, share))
+    return ~dataset.frame["family"].astype(str).isin(held).to_numpy()
+
+
+def scaleup_masks(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Training masks of the scale-up split: family -> every row but that family's largest size.
+
+    Only families with at least :data:`MIN_SCALEUP_SIZES` sizes (distinct N) enter; every other
+    family's rows stay in each fit.
+    """
+    frame = dataset.frame
+    family = frame["family"].astype(str).to_numpy()
+    params = frame["params"].to_numpy(float)
+    masks = {}
+    for fam in sorted(set(family)):
+        rows = family == fam
+        sizes = np.unique(params[rows])
+        if len(sizes) >= MIN_SCALEUP_SIZES:
+            masks[fam] = ~(rows & (params == sizes[-1]))
+    return masks
+
+
 # --- worker-side task functions ------------------------------------------------------------------
 
 
@@ -111,8 +162,36 @@ def logo_fold_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mas
         raise BayesqidError(f"held-out label {label!r} is a fitted family")
     held["family"] = label
     scores = score_rows(run, held, seed=seed, prob=prob)
-    return scores.assign(spec=spec.name, fold=family, family=family,
+    return scores.assign(spec=spec.name, scheme="logo", fold=family, family=family,
                          gate_passed=run.diagnostics.passed)
+
+
+def forecast_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
+                  seed: int, prob: float = CI_PROB) -> pd.DataFrame:
+    """Fit without the most-trained families (``mask`` = training rows), score them as new families.
+
+    Each held-out family is its own new level (one family effect per draw, its own), scored as
+    :func:`logo_fold_task` scores one family. One row per held-out row.
+    """
+    run = _fit(spec, dataset, config, seed, rows=mask)
+    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
+    family = held["family"].astype(str).to_numpy()
+    held["family"] = [HELD_OUT + f for f in family]
+    scores = score_rows(run, held, seed=seed, prob=prob)
+    return scores.assign(spec=spec.name, scheme="forecast", fold="forecast", family=family,
+                         gate_passed=run.diagnostics.passed)
+
+
+def scaleup_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
+                 seed: int, family: str, prob: float = CI_PROB) -> pd.DataFrame:
+    """Fit without ``family``'s largest size, score that size as the known family it belongs to."""
+    run = _fit(spec, dataset, config, seed, rows=mask)
+    held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
+    if family not in run.levels["family"]:  # the family's smaller sizes are in the fit
+        raise BayesqidError(f"scale-up fold {family!r}: the family is not in its own fit")
+    scores = score_rows(run, held, seed=seed, prob=prob)
+    return scores.assign(spec=spec.name, scheme="scale-up", fold=f"scale-up:{family}", family=family,
+                         params=held["params"].to_numpy(float), gate_passed=run.diagnostics.passed)
 
 
 def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
@@ -127,7 +206,8 @@ def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig,
     held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
     scores = score_rows(run, held, seed=seed, prob=prob)
     fitted = set(run.levels["family"])
-    return scores.assign(spec=spec.name, fold="extrapolate", family=held["family"].astype(str).to_numpy(),
+    return scores.assign(spec=spec.name, scheme="extrapolate", fold="extrapolate",
+                         family=held["family"].astype(str).to_numpy(),
                          known_family=[f in fitted for f in held["family"].astype(str)],
                          gate_passed=run.diagnostics.passed)
 

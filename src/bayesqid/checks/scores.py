@@ -1,6 +1,7 @@
 """Score tables of a law-form comparison: PSIS-LOO/WAIC with stacking weights, leave-one-family-
-out and extrapolation elpd with paired-difference SEs (and the Monte Carlo reliability of the
-families' joint scores), the stacked 100T table, and the verdict.
+out, forecast, scale-up and extrapolation elpd with paired-difference SEs (and the Monte Carlo
+reliability of the families' joint scores), their calibration and sharpness, the stacked 100T
+table, and the verdict.
 
 Pure functions of full runs and of the per-row fold scores that :mod:`bayesqid.compare`
 collects; nothing here fits a model.
@@ -66,10 +67,34 @@ def loo_table(runs: dict[str, Run], names: Sequence[str]) -> pd.DataFrame:
     return table.sort_values("rank_loo", kind="stable").reset_index(drop=True)
 
 
+#: Splits whose independent units are held-out families, with the prefix of their columns in
+#: ``compare.csv``; the extrapolation split's units are rows.
+FAMILY_SPLITS: dict[str, str] = {"logo": "logo", "forecast": "forecast", "scale-up": "scaleup"}
+
+
 def fold_rows(outcome: Outcome) -> pd.DataFrame:
-    """Every stored per-row fold score, one frame (full-fit results left out)."""
+    """Every stored per-row fold score, one frame (full-fit results left out).
+
+    Each row names its ``scheme``; results stored before schemes were named (LOGO folds and the
+    extrapolation fold only) get theirs from the fold.
+    """
     parts = [f for k, f in outcome.results.items() if not k.startswith("full-")]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame()
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.assign(scheme=_schemes(rows))
+
+
+def _schemes(rows: pd.DataFrame) -> np.ndarray:
+    legacy = np.where(rows["fold"] == "extrapolate", "extrapolate", "logo")
+    if "scheme" not in rows:
+        return legacy
+    return np.where(rows["scheme"].isna(), legacy, rows["scheme"].astype(object))
+
+
+def scheme_rows(rows: pd.DataFrame, scheme: str) -> pd.DataFrame:
+    """The per-row scores of one split (all of an empty frame)."""
+    return rows[_schemes(rows) == scheme] if len(rows) else rows
 
 
 #: Calibration and sharpness columns of a held-out family (see :mod:`bayesqid.checks.sharpness`):
@@ -127,12 +152,13 @@ def _per_family(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def logo_table(rows: pd.DataFrame, names: Sequence[str],
-               failed: dict[str, tuple[Fold, str]]) -> pd.DataFrame:
-    """One row per spec x held-out family; failed folds are kept with their error in ``status``."""
-    done = rows[rows["fold"] != "extrapolate"] if len(rows) else rows
+               failed: dict[str, tuple[Fold, str]], scheme: str = "logo") -> pd.DataFrame:
+    """One row per spec x held-out family of a family split (``scheme``: ``logo``, ``forecast`` or
+    ``scale-up``); failed folds are kept with their error in ``status``."""
+    done = scheme_rows(rows, scheme)
     table = _per_family(done).assign(status="ok") if len(done) else empty_logo()
     missing = [{"spec": m.spec, "family": m.family, "status": f"failed: {msg}"}
-               for m, msg in failed.values() if m.kind == "logo"]
+               for m, msg in failed.values() if m.kind == scheme]
     return _with_failures(table, missing, names, _LOGO_COLUMNS)
 
 
@@ -147,10 +173,10 @@ def _with_failures(table: pd.DataFrame, missing: list[dict[str, str]], names: Se
 
 
 
-def logo_totals(logo: pd.DataFrame) -> pd.DataFrame:
-    """LOGO totals per spec over the families every spec scored, with paired-difference SE, the
-    Monte Carlo SE of the total (families' ``joint_mcse`` in quadrature) and the largest
-    ``joint_khat``."""
+def logo_totals(logo: pd.DataFrame, prefix: str = "logo") -> pd.DataFrame:
+    """Totals of a family split per spec over the families every spec scored, with paired-difference
+    SE, the Monte Carlo SE of the total (families' ``joint_mcse`` in quadrature) and the largest
+    ``joint_khat``; columns named ``<prefix>_elpd``, ``<prefix>_diff``..."""
     ok = logo[logo["status"] == "ok"]
     wide = ok.pivot(index="family", columns="spec", values="elpd_joint").dropna()
     rows_wide = ok.pivot(index="family", columns="spec", values="elpd_rows").reindex(wide.index)
@@ -168,22 +194,23 @@ def logo_totals(logo: pd.DataFrame) -> pd.DataFrame:
                     "logo_coverage": float((covered["coverage"] * covered["n_rows"]).sum()
                                            / covered["n_rows"].sum()),
                     "logo_families": len(fam)})
-    return pd.DataFrame(out, columns=["spec", "logo_elpd", "logo_elpd_rows", "logo_diff", "logo_dse",
-                                      "logo_mcse", "logo_khat_max", "logo_coverage", "logo_families"])
+    columns = ["spec", "logo_elpd", "logo_elpd_rows", "logo_diff", "logo_dse", "logo_mcse",
+               "logo_khat_max", "logo_coverage", "logo_families"]
+    renamed = {c: c.replace("logo", prefix, 1) for c in columns}
+    return pd.DataFrame(out, columns=columns).rename(columns=renamed)
 
 
 def sharpness_totals(rows: pd.DataFrame, scheme: str, prefix: str) -> pd.DataFrame:
-    """Calibration and sharpness over the held-out rows of ``scheme`` ("logo" or "extrapolate").
+    """Calibration and sharpness over the held-out rows of ``scheme`` (a split of the comparison).
 
     Per spec: coverage at 50/80% and at the comparison's level, the median log-width of that
     interval over rows, the mean interval score and CRPS over rows, and how much higher its mean
-    interval score is than the best spec's, with the SE of that paired difference (LOGO:
+    interval score is than the best spec's, with the SE of that paired difference (family splits:
     families as the independent units; extrapolation: rows). Only units every spec scored enter.
     """
     cols = [f"{prefix}_{c}" for c in ("coverage50", "coverage80", "coverage90", "width",
                                       "interval_score", "is_diff", "is_dse", "crps")]
-    part = rows if not len(rows) else (rows[rows["fold"] == "extrapolate"] if scheme == "extrapolate"
-                                       else rows[rows["fold"] != "extrapolate"])
+    part = scheme_rows(rows, scheme)
     if not len(part) or "interval_score" not in part or part["interval_score"].isna().all():
         return pd.DataFrame(columns=["spec", *cols])
     unit = "row" if scheme == "extrapolate" else "family"
@@ -225,7 +252,7 @@ def _paired(wide: pd.DataFrame) -> dict[str, tuple[float, float]]:
 def extrapolation_table(rows: pd.DataFrame, names: Sequence[str],
                         failed: dict[str, tuple[Fold, str]]) -> pd.DataFrame:
     """One row per spec x family with held-out rows of the extrapolation split."""
-    part = rows[rows["fold"] == "extrapolate"] if len(rows) else rows
+    part = scheme_rows(rows, "extrapolate")
     if len(part):
         table = _per_family(part).merge(
             part.groupby(["spec", "family"])["known_family"].first().reset_index(), on=["spec", "family"])
@@ -240,7 +267,7 @@ def extrapolation_table(rows: pd.DataFrame, names: Sequence[str],
 def extrapolation_totals(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """Extrapolation elpd (sum over held-out rows), difference SE over rows, and coverage."""
     cols = ["spec", "extrap_elpd", "extrap_diff", "extrap_dse", "extrap_coverage", "extrap_rows"]
-    part = rows[rows["fold"] == "extrapolate"] if len(rows) else rows
+    part = scheme_rows(rows, "extrapolate")
     if not len(part):
         return pd.DataFrame(columns=cols)
     wide = part.pivot(index="row", columns="spec", values="elpd").dropna()
@@ -377,6 +404,8 @@ class ComparisonTables(Protocol):
 
     table: pd.DataFrame
     logo: pd.DataFrame
+    forecast: pd.DataFrame
+    scaleup: pd.DataFrame
     extrapolation: pd.DataFrame
     failed: dict[str, str]
     cv: tuple[str, ...]
@@ -389,12 +418,18 @@ def format_summary(result: ComparisonTables) -> str:
     lines = [f"compared {len(t)} law forms on {result.dataset_label}", ""]
     lines.append(f"{'spec':<16} {'law':<10} {'elpd_loo':>10} {'se':>7} {'p_loo':>7} {'k>good':>7} "
                  f"{'weight':>7}" + (f" {'logo_elpd':>10} {'cover':>6}" if "logo" in result.cv else "")
+                 + "".join(f" {FAMILY_SPLITS[c][:9]:>9} {'cover':>6}" for c in ("forecast", "scale-up")
+                           if c in result.cv)
                  + (f" {'extrap':>9} {'cover':>6}" if "extrapolate" in result.cv else ""))
     for r in t.itertuples(index=False):
         line = (f"{r.spec[:16]:<16} {r.law[:10]:<10} {r.elpd_loo:>10.1f} {r.se_loo:>7.1f} {r.p_loo:>7.1f} "
                 f"{r.pareto_k_bad + r.pareto_k_very_bad:>7d} {r.weight:>7.3f}")
         if "logo" in result.cv:
             line += f" {r.logo_elpd:>10.1f} {r.logo_coverage:>6.0%}"
+        for c in ("forecast", "scale-up"):
+            if c in result.cv:
+                p = FAMILY_SPLITS[c]
+                line += f" {getattr(r, f'{p}_elpd'):>9.1f} {getattr(r, f'{p}_coverage'):>6.0%}"
         if "extrapolate" in result.cv:
             line += f" {r.extrap_elpd:>9.1f} {r.extrap_coverage:>6.0%}"
         lines.append(line)
@@ -409,6 +444,14 @@ def format_summary(result: ComparisonTables) -> str:
                 for r in t.itertuples(index=False)))
     if "logo" in result.cv:
         lines += _sharpness_verdict(t, "logo", "leave-one-family-out")
+    for scheme, what in (
+        ("forecast", "forecast (families trained longer than any in the fit, as new families)"),
+        ("scale-up", "scale-up (a family's largest size from its smaller ones)"),
+    ):
+        if scheme in result.cv:
+            prefix = FAMILY_SPLITS[scheme]
+            lines += _verdict(t, f"{prefix}_elpd", f"{prefix}_diff", f"{prefix}_dse", what)
+            lines += _sharpness_verdict(t, prefix, scheme)
     if "extrapolate" in result.cv:
         lines += _verdict(t, "extrap_elpd", "extrap_diff", "extrap_dse", "extrapolation to larger D")
         lines += _sharpness_verdict(t, "extrap", "extrapolation to larger D")
@@ -417,6 +460,10 @@ def format_summary(result: ComparisonTables) -> str:
                  + f" (largest: {top['spec']})")
     if "logo" in result.cv:
         lines += _unreliable_joint(result.logo)
+    for name in ("forecast", "scaleup"):
+        table = getattr(result, name)
+        if len(table):
+            lines += [line.replace("leave-one-family-out", name) for line in _unreliable_joint(table)]
     bad_k = t[(t["pareto_k_bad"] + t["pareto_k_very_bad"]) > 0]
     for r in bad_k.itertuples(index=False):
         lines.append(f"warning: {r.spec}: {r.pareto_k_bad + r.pareto_k_very_bad} rows with Pareto k above "

@@ -19,7 +19,8 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["REFERENCE_PATH", "ExclusionRule", "ReferenceRules", "candidate_rows", "load_rules", "reference_rows"]
+__all__ = ["REFERENCE_PATH", "ExclusionRule", "ReferenceRules", "candidate_rows", "load_rules",
+           "reference_rows"]
 
 #: ``Dataset.path`` of the reference data.
 REFERENCE_PATH = "<bundled reference>"

@@ -3,7 +3,9 @@
 Two bands per row, as central intervals of posterior draws:
 
 - ``mean_*``: the law itself, ``exp(log_mu)``, for the row's family, quantizer and eval set;
-- ``pred_*``: a new measurement, ``exp(log_mu + sigma * t)``, with the likelihood's residual.
+- ``pred_*``: a new measurement, ``exp(log_mu + sigma * t)``, with the likelihood's residual;
+- ``share_*``: where the new-measurement band's width comes from (family, population
+  coefficients, quantizer, evaluation set, residual noise; :mod:`bayesqid.questions.shares`).
 
 Levels the run has never seen (a new family, say) get effects drawn from the population, per
 posterior draw; the ``new_levels`` column names them, so known and new are never confused.
@@ -25,12 +27,13 @@ from bayesqid.data.design import NEW_LEVEL, build_design
 from bayesqid.errors import BayesqidError
 from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.questions.grid import check_grid, grid
+from bayesqid.questions.shares import SHARE_COLUMNS, variance_shares
 from bayesqid.sampling.draws import chunks, n_samples, row_log_mu, row_sigma
 from bayesqid.sampling.run import Run
 
 #: Columns added by :func:`predict`, in order.
 BAND_COLUMNS = ("mean_lower", "mean_median", "mean_upper", "pred_lower", "pred_median", "pred_upper",
-                "new_levels")
+                "new_levels", *SHARE_COLUMNS)
 
 #: Label of the unseen family in the default table.
 NEW_FAMILY = "new family"
@@ -73,7 +76,9 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     Returns
     -------
     DataFrame
-        ``grid`` plus :data:`BAND_COLUMNS` (QiD in nats).
+        ``grid`` plus :data:`BAND_COLUMNS`: bands of QiD in nats, the unseen levels drawn from
+        the population, and the shares of the new-measurement band's variance (of log QiD) by
+        source, which sum to 1 (:func:`bayesqid.questions.shares.variance_shares`).
 
     Raises
     ------
@@ -90,6 +95,7 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     # The grid's cells pass the data-file rules, and no column of it is overwritten by a band.
     grid = check_grid(grid, outputs=BAND_COLUMNS)
     bands = np.empty((len(grid), 6))
+    shares = np.empty((len(grid), len(SHARE_COLUMNS)))
     new_levels = np.empty(len(grid), dtype=object)
     for rows in chunks(len(grid), CHUNK):
         part = grid.iloc[rows]
@@ -100,6 +106,7 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
         bands[rows, 0:3] = np.exp(np.quantile(log_mu, q, axis=1)).T
         log_mu += noise[None, :] * row_sigma(run.idata, run.spec, design, seed=seed).T
         bands[rows, 3:6] = np.exp(np.quantile(log_mu, q, axis=1)).T
+        shares[rows] = variance_shares(run, design, seed=seed, prob=prob).to_numpy()
         varied = {e.group for e in run.spec.effects}
         new_levels[rows] = [
             ";".join(f"{g}={design.labels[g][i]}" for g in GROUPS
@@ -110,6 +117,8 @@ def predict(run: Run, grid: pd.DataFrame, *, prob: float = CI_PROB,
     for j, col in enumerate(BAND_COLUMNS[:6]):
         out[col] = bands[:, j]
     out["new_levels"] = new_levels
+    for j, col in enumerate(SHARE_COLUMNS):
+        out[col] = shares[:, j]
     return out
 
 

@@ -29,6 +29,7 @@ from bayesqid.errors import DataError
 from bayesqid.lang.likelihood import NUMPY, observe, pointwise_logp
 from bayesqid.questions.inverse import check_family, check_prob, check_range, new_levels
 from bayesqid.questions.predict import NEW_FAMILY
+from bayesqid.questions.shares import SHARE_COLUMNS, variance_shares
 from bayesqid.sampling.draws import n_samples, row_sigma, row_theta
 from bayesqid.sampling.run import Run
 
@@ -68,7 +69,9 @@ class TrainingLevel:
     summary : DataFrame
         One row: ``family, params, n_measurements, tokens_lower, tokens_median, tokens_upper,
         p_gt_1e12, p_gt_1e13, p_gt_1e14, prior_min, prior_max, ess, as_family, new_levels``
-        (``as_family``: the fitted family whose effects were used, or ``new``).
+        (``as_family``: the fitted family whose effects were used, or ``new``), the ``share_*``
+        of the predictive variance of the measurements' log QiD at the median D and
+        ``limited_by``, the largest of them (:mod:`bayesqid.questions.shares`).
     grid : DataFrame
         The grid posterior: ``tokens``, ``log10_tokens``, ``density`` (per unit log10 D) and
         ``mass`` (probability of each grid point's trapezoid cell; sums to 1).
@@ -259,9 +262,31 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
         "as_family": family if family is not None else "new",
         "new_levels": ";".join(sorted({pair for cell in new_levels(run, design)
                                        for pair in cell.split(";") if pair})),
+        **_limiting_shares(run, rows.assign(tokens=median), seed=seed, prob=prob),
     }])
     grid = pd.DataFrame({"tokens": 10.0**log10_d, "log10_tokens": log10_d, "density": density, "mass": mass})
     return TrainingLevel(summary=summary, grid=grid, prob=prob, prior=(d_lo, d_hi), ess=ess)
+
+
+#: What would narrow a training-level answer, by the share that limits it.
+_REMEDY = {
+    "share_family": "the family's spread: measured relatives (--family with a fitted family) would "
+                    "narrow it",
+    "share_coefficients": "the population law itself: more families in the fit would narrow it",
+    "share_quantizer": "the quantizer's effect: measurements with a quantizer the fit knows well would "
+                       "narrow it",
+    "share_eval_set": "the evaluation set's effect: measurements on a well-known evaluation set would "
+                      "narrow it",
+    "share_noise": "measurement noise: more measurements (other bit widths, quantizers, sets) would "
+                   "narrow it",
+}
+
+
+def _limiting_shares(run: Run, rows: pd.DataFrame, *, seed: int, prob: float) -> dict[str, object]:
+    """Shares of the predictive variance of the measurements' log QiD at the median D (mean over
+    the measurements) and the largest of them (:mod:`bayesqid.questions.shares`)."""
+    shares = variance_shares(run, build_design(rows, run.levels), seed=seed, prob=prob).mean()
+    return {**{c: float(shares[c]) for c in SHARE_COLUMNS}, "limited_by": str(shares.idxmax())}
 
 
 def _exceeds(threshold: float) -> str:
@@ -300,4 +325,9 @@ def format_training_level(level: TrainingLevel) -> str:
     ]
     if r["new_levels"]:
         lines.append(f"drawn from the population: {r['new_levels']}")
+    if "limited_by" in r:
+        limit = r["limited_by"]
+        parts = ", ".join(f"{c.removeprefix('share_').replace('_', ' ')} {r[c]:.0%}" for c in SHARE_COLUMNS)
+        lines.append(f"limited by {_REMEDY[limit]} ({r[limit]:.0%} of the predictive variance of log QiD "
+                     f"at the median D; {parts})")
     return "\n".join(lines)

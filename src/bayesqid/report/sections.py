@@ -18,6 +18,7 @@ from bayesqid.lang.likelihood import draw_residuals
 from bayesqid.questions.grid import grid
 from bayesqid.questions.inverse import DEFAULT_TOKEN_RANGE, token_budget
 from bayesqid.questions.predict import NEW_FAMILY, default_grid, predict
+from bayesqid.questions.shares import SHARE_COLUMNS
 from bayesqid.report import figures
 from bayesqid.report.html import Section, SectionBuilder, escape, fmt, img, interval_label, table_html, values
 from bayesqid.sampling.diagnostics import MAX_DIVERGENCES, MAX_RHAT, MIN_BFMI, MIN_ESS
@@ -232,6 +233,8 @@ def _band_table(table: pd.DataFrame) -> pd.DataFrame:
         f"new measurement {lo_l}": table["pred_lower"].map(fmt),
         f"new measurement {hi_l}": table["pred_upper"].map(fmt),
         "drawn from population": table["new_levels"],
+        **{f"share {c.removeprefix('share_').replace('_', ' ')}": table[c].map(lambda v: f"{v:.0%}")
+           for c in SHARE_COLUMNS},
     })
 
 
@@ -246,7 +249,11 @@ def extrapolation_section(run: Run) -> Section:
             f"{DEFAULT_TABLE_TOKENS:.0e} tokens. Dashed: the published point law (Eq. 8, with nominal "
             "N), for reference. A new family's band includes the spread between families; a known "
             "family's band is its own posterior, still extrapolated in D. The table adds the band "
-            "of a new measurement (law mean plus residual).</p>",
+            "of a new measurement (law mean plus residual), and where its width comes from: the "
+            "shares of its variance (of log QiD) owed to the family (a new family's draw, or a known "
+            "family's posterior), the population coefficients, the quantizer, the evaluation set and "
+            "the residual noise, by conditioning on each in turn. A large family share says that "
+            "measuring one's own model would narrow the band.</p>",
             img(figures.extrapolation(bands, DEFAULT_TABLE_TOKENS), "QiD at 100T tokens"),
             f"<h4>The default table (QiD in nats, {CI_PROB:.0%} intervals)</h4>",
             table_html(_band_table(table))]

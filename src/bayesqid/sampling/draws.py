@@ -76,6 +76,22 @@ def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
     evaluate the law at per-draw covariates (root finding in :mod:`bayesqid.inverse`) use
     exactly the draws :func:`row_log_mu` uses.
     """
+    values, offsets = row_offsets(idata, spec, design, seed=seed)
+    return compose(spec, values, offsets)
+
+
+def row_offsets(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
+                seed: int) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
+    """The pieces :func:`row_theta` composes: population draws and every row's offsets.
+
+    Returns
+    -------
+    values : dict
+        Population coefficient draws, (samples, 1) each.
+    offsets : dict
+        ``(group, param)`` -> (samples, rows) offsets ``sd * z`` (new levels drawn as in
+        :func:`row_z`), and ``("recipe:<column>", param)`` -> the recipe shifts of each row.
+    """
     values = {p: flat(idata, p)[:, None] for p in spec.law_obj.param_names}
     offsets = {}
     for eff in spec.effects:
@@ -85,7 +101,7 @@ def row_theta(idata: az.InferenceData, spec: ModelSpec, design: Design, *,
                                                           nu=eff.nu_of(p))
     for name, (p, col) in zip(spec.recipe_shifts, spec.recipe_terms, strict=True):
         offsets[(f"recipe:{col}", p)] = flat(idata, name)[:, None] * design.recipe[col][None, :]
-    return compose(spec, values, offsets)
+    return values, offsets
 
 
 def row_log_mu(idata: az.InferenceData, spec: ModelSpec, design: Design, *, seed: int) -> np.ndarray:
