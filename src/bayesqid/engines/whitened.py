@@ -160,12 +160,16 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
     lam[: len(system.pop_precision)] = system.pop_precision
     for b in system.effect_blocks:
         sd_prior = spec.effect_sd(spec.effect(b.group), b.param)
-        lam[b.start:b.start + b.size] = float(sd_prior.to_scipy().median()) ** -2
+        # A prior whose median underflows (a Gamma with a tiny shape) must not make the pilot's
+        # precision infinite: the median only seeds the pilot, so it is kept within 1e-6..1e6.
+        lam[b.start:b.start + b.size] = float(np.clip(sd_prior.to_scipy().median(), 1e-6, 1e6)) ** -2
     exact = use & ~censored
     cens = use & censored
     weight = np.where(cens, CENSORED_WEIGHT, exact_weight(lik)) * use
     pseudo = y.copy()
-    sigma = float(lik.sigma.to_scipy().median())
+    # The prior median only seeds sigma, which the first pass re-estimates and floors at 1e-3:
+    # the seed gets the same floor, or a median that underflows makes the first solve singular.
+    sigma = float(np.clip(lik.sigma.to_scipy().median(), 1e-3, 1e3))
     group = np.zeros(len(y), np.int64) if group is None else np.asarray(group, np.int64)
     ratio = np.ones(max(int(n_levels), int(group.max(initial=0)) + 1))  # sigma_level / sigma
     for _ in range(PILOT_ITERATIONS):
