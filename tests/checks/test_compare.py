@@ -289,6 +289,9 @@ def test_report_shows_a_saved_comparison(reference_result, tmp_path, mock_run):
     assert main(["report", str(run_path), "--out", str(page), "--compare", str(out)]) == 0
     text = page.read_text(encoding="utf-8")
     assert 'id="compare"' in text and "prefers true_ouyang" in text
+    assert "Forecast (families trained longer" in text and "Scale-up (each family" in text
+    saved = cmp.load_comparison(out)
+    assert len(saved.forecast) == len(reference_result[0].forecast) and saved.scaleup is not None
     with pytest.raises(BayesqidError, match="no finished comparison"):
         cmp.load_comparison(tmp_path)
 

@@ -454,10 +454,13 @@ class SavedComparison:
     table: pd.DataFrame
     logo: pd.DataFrame | None
     summary: str
+    forecast: pd.DataFrame | None = None
+    scaleup: pd.DataFrame | None = None
 
 
 def load_comparison(out: str | os.PathLike[str]) -> SavedComparison:
-    """Read ``compare.csv``, ``logo.csv`` (if written) and ``summary.txt`` from ``out``.
+    """Read ``compare.csv``, ``summary.txt`` and the split tables that were written (``logo.csv``,
+    ``forecast.csv``, ``scaleup.csv``) from ``out``.
 
     Raises
     ------
@@ -469,10 +472,13 @@ def load_comparison(out: str | os.PathLike[str]) -> SavedComparison:
     if not table_path.is_file() or not summary_path.is_file():
         raise BayesqidError(f"{directory}: no finished comparison (compare.csv and summary.txt are "
                             "written by 'bayesqid compare --out DIR')")
-    logo_path = directory / "logo.csv"
-    return SavedComparison(directory, pd.read_csv(table_path),
-                           pd.read_csv(logo_path) if logo_path.is_file() else None,
-                           summary_path.read_text(encoding="utf-8"))
+    def optional(name: str) -> pd.DataFrame | None:
+        path = directory / name
+        return pd.read_csv(path) if path.is_file() else None
+
+    return SavedComparison(directory, pd.read_csv(table_path), optional("logo.csv"),
+                           summary_path.read_text(encoding="utf-8"), optional("forecast.csv"),
+                           optional("scaleup.csv"))
 
 
 __all__ = ["CV_SCHEMES", "Candidate", "Comparison", "SavedComparison", "compare", "load_comparison",

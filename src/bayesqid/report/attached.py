@@ -71,7 +71,9 @@ def compare_section(saved: object) -> Section:
     table = saved.table.copy()  # type: ignore[attr-defined]
     cols = [c for c in ("spec", "law", "elpd_loo", "se_loo", "elpd_diff_loo", "dse_loo", "p_loo",
                         "pareto_k_bad", "pareto_k_very_bad", "weight", "logo_elpd", "logo_diff", "logo_dse",
-                        "logo_mcse", "logo_khat_max", "logo_coverage", "extrap_elpd", "extrap_diff",
+                        "logo_mcse", "logo_khat_max", "logo_coverage", "forecast_elpd", "forecast_diff",
+                        "forecast_dse", "forecast_coverage", "scaleup_elpd", "scaleup_diff", "scaleup_dse",
+                        "scaleup_coverage", "extrap_elpd", "extrap_diff",
                         "extrap_dse", "extrap_coverage", "gate_passed", "failed_folds") if c in table.columns]
     shown = table[cols].copy()
     for col in shown.columns:
@@ -81,10 +83,12 @@ def compare_section(saved: object) -> Section:
             "<p>elpd: expected log predictive density (higher is better); <code>*_diff</code>: how far "
             "a form is behind the best, <code>*_dse</code>: the SE of that difference (under 2 SE: not "
             "distinguishable). Leave-one-family-out scores each held-out family as a new family (joint "
-            "density of its rows); coverage is the share of held-out rows inside their 90% "
-            "new-measurement interval. <code>logo_mcse</code> is the Monte Carlo SE of a LOGO total and "
-            "<code>logo_khat_max</code> the largest Pareto k of its families' joint scores (above 0.7 a "
-            "family's score rests on a few draws). Weights are ArviZ stacking weights.</p>",
+            "density of its rows), forecast the most-trained families as new families, scale-up each "
+            "family's largest size as the known family; coverage is the share of held-out rows "
+            "inside their 90% new-measurement interval. <code>logo_mcse</code> is the Monte Carlo SE "
+            "of a LOGO total and <code>logo_khat_max</code> the largest Pareto k of its families' "
+            "joint scores (above 0.7 a family's score rests on a few draws). Weights are ArviZ "
+            "stacking weights.</p>",
             table_html(shown)]
     sharp = [c for c in table.columns if c.split("_", 1)[-1] in _SHARPNESS]
     if sharp:
@@ -98,6 +102,15 @@ def compare_section(saved: object) -> Section:
                  "charges the width plus 20x each miss) with its paired difference to the best form, "
                  "and the mean CRPS. Coverage alone rewards wide bands; the interval score does not.</p>",
                  table_html(scores)]
+    for name, what in (("forecast", "Forecast (families trained longer than any in the fit)"),
+                       ("scaleup", "Scale-up (each family's largest size)")):
+        part = getattr(saved, name, None)
+        if part is not None and len(part) and "interval_score" in part.columns:
+            per = part.pivot_table(index="family", columns="spec",
+                                   values=["coverage", "width", "interval_score"], aggfunc="first")
+            per.columns = [f"{spec}: {score}" for score, spec in per.columns]
+            body += [f"<p>{what}, per held-out family: 90% coverage, median log-width, mean interval "
+                     "score.</p>", table_html(per.map(lambda x: fmt(float(x))).reset_index())]
     logo = saved.logo  # type: ignore[attr-defined]
     if logo is not None and len(logo):
         wide = logo.pivot_table(index="family", columns="spec", values="elpd_joint", aggfunc="first")
@@ -112,7 +125,8 @@ def compare_section(saved: object) -> Section:
     return Section("compare", "Law-form comparison", "\n".join(body))
 
 
-#: Score names of the sharpness columns of a comparison table (``logo_*``, ``extrap_*``).
+#: Score names of the sharpness columns of a comparison table (``logo_*``, ``forecast_*``,
+#: ``scaleup_*``, ``extrap_*``).
 _SHARPNESS = ("coverage50", "coverage80", "coverage90", "width", "interval_score", "is_diff", "is_dse",
               "crps")
 

@@ -174,9 +174,10 @@ def constant_data(frame: Any) -> xr.Dataset:
     for col in ("lr_frac", "weight_decay"):
         if col in frame:
             cols[col] = ((OBS,), frame[col].to_numpy(float))
-    if "annealed" in frame:
-        cols["annealed"] = ((OBS,), np.array(["unknown" if v is pd.NA or pd.isna(v) else str(bool(v)).lower()
-                                              for v in frame["annealed"]], dtype="U"))
+    for col in ("annealed", "post_trained"):  # true, false or unknown, as text
+        if col in frame:
+            cols[col] = ((OBS,), np.array(["unknown" if v is pd.NA or pd.isna(v) else str(bool(v)).lower()
+                                           for v in frame[col]], dtype="U"))
     # NetCDF has no integer NA: per-channel group size is stored as 0.
     cols["group_size"] = ((OBS,), frame["group_size"].fillna(0).to_numpy(np.int64))
     return xr.Dataset(cols)

@@ -69,9 +69,10 @@ class Run:
         cd = self.idata.constant_data
         frame = pd.DataFrame({name: cd[name].to_numpy() for name in cd.data_vars})
         frame["group_size"] = frame["group_size"].astype("Int64").where(frame["group_size"] > 0)
-        if "annealed" in frame:  # stored as text: true, false or unknown
-            frame["annealed"] = pd.array([{"true": True, "false": False}.get(str(v), pd.NA)
-                                          for v in frame["annealed"]], dtype="boolean")
+        for col in ("annealed", "post_trained"):  # stored as text: true, false or unknown
+            if col in frame:
+                frame[col] = pd.array([{"true": True, "false": False}.get(str(v), pd.NA)
+                                       for v in frame[col]], dtype="boolean")
         return frame
 
     def save(self, path: str | os.PathLike[str]) -> Path:
