@@ -386,15 +386,16 @@ def _sharpness_verdict(table: pd.DataFrame, prefix: str, what: str) -> list[str]
     return lines
 
 
-def _unreliable_joint(logo: pd.DataFrame, limit: float = KHAT_LIMIT) -> list[str]:
-    """Warnings for LOGO joint scores that rest on a few draws (Pareto k above ``limit``)."""
+def _unreliable_joint(logo: pd.DataFrame, limit: float = KHAT_LIMIT,
+                      what: str = "leave-one-family-out") -> list[str]:
+    """Warnings for a family split's joint scores that rest on a few draws (Pareto k above ``limit``)."""
     bad = logo[logo["joint_khat"].astype(float) > limit]
     lines = []
     for spec, part in bad.groupby("spec", sort=False):
         fams = ", ".join(f"{r.family} (k {r.joint_khat:.2f}, MCSE {r.joint_mcse:.1f})"
                          for r in part.itertuples(index=False))
-        lines.append(f"warning: {spec}: leave-one-family-out joint scores rest on a few draws for {fams}; "
-                     "their Monte Carlo error may far exceed the MCSE shown, and LOGO differences between "
+        lines.append(f"warning: {spec}: {what} joint scores rest on a few draws for {fams}; "
+                     f"their Monte Carlo error may far exceed the MCSE shown, and {what} differences between "
                      "forms are uncertain beyond their SE")
     return lines
 
@@ -460,10 +461,10 @@ def format_summary(result: ComparisonTables) -> str:
                  + f" (largest: {top['spec']})")
     if "logo" in result.cv:
         lines += _unreliable_joint(result.logo)
-    for name in ("forecast", "scaleup"):
+    for name, what in (("forecast", "forecast"), ("scaleup", "scale-up")):
         table = getattr(result, name)
         if len(table):
-            lines += [line.replace("leave-one-family-out", name) for line in _unreliable_joint(table)]
+            lines += _unreliable_joint(table, what=what)
     bad_k = t[(t["pareto_k_bad"] + t["pareto_k_very_bad"]) > 0]
     for r in bad_k.itertuples(index=False):
         lines.append(f"warning: {r.spec}: {r.pareto_k_bad + r.pareto_k_very_bad} rows with Pareto k above "
