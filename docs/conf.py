@@ -17,13 +17,14 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS))
 
+from executed_notebooks import prepare  # noqa: E402
+
 import bayesqid  # noqa: E402
 from bayesqid.cli import build_parser  # noqa: E402
-from executed_notebooks import prepare  # noqa: E402
 
 project = "bayesqid"
 author = "the bayesqid developers"
-copyright = "the bayesqid developers"  # noqa: A001
+copyright = "the bayesqid developers"
 release = bayesqid.__version__
 version = release
 
@@ -72,7 +73,8 @@ html_last_updated_fmt = None
 # --- the CLI reference, from the parser --------------------------------------------------------
 
 
-def _subcommands(parser: argparse.ArgumentParser, prog: str) -> list[tuple[str, str, argparse.ArgumentParser]]:
+def _subcommands(parser: argparse.ArgumentParser,
+                 prog: str) -> list[tuple[str, str, argparse.ArgumentParser]]:
     """(full command, one-line help, parser) of every subcommand, depth first."""
     found = []
     for action in parser._actions:  # argparse keeps subparsers only here
@@ -113,8 +115,8 @@ def write_cli_reference(path: Path) -> None:
 API_SECTIONS = {
     "Data": ["Dataset", "load_dataset", "load_reference", "join_datasets", "load_table", "load_grid",
              "validate"],
-    "Model specs and laws": ["ModelSpec", "Effect", "Likelihood", "Prior", "Law", "PointLaw", "LAWS", "get_law",
-                             "ouyang_eq8", "load_spec", "available_specs"],
+    "Model specs and laws": ["ModelSpec", "Effect", "Likelihood", "Prior", "Law", "PointLaw", "LAWS",
+                             "get_law", "ouyang_eq8", "load_spec", "available_specs"],
     "Fitting": ["fit", "SamplerConfig", "SAMPLERS", "Run", "load_run", "save_run", "Diagnostics",
                 "check_convergence"],
     "Questions": ["predict", "default_grid", "grid", "token_budget", "training_level", "TrainingLevel",

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def execute(source: Path, out: Path) -> None:
                                cwd=str(source.parent), progress_bar=False)
 
 
-def prepare(dest: Path, log=print) -> list[str]:  # noqa: ANN001
+def prepare(dest: Path, log: Callable[[str], None] = print) -> list[str]:
     """Copy every notebook's executed copy into ``dest``, executing the missing or stale ones.
 
     Returns the names of the notebooks executed here (empty when the test run's copies served).
@@ -84,7 +85,8 @@ def prepare(dest: Path, log=print) -> list[str]:  # noqa: ANN001
                 if scratch.exists():
                     os.remove(scratch)
             executed_here.append(source.name)
-            log(f"executed {source.name} in {time.perf_counter() - start:.0f} s (no current copy from the tests)")
+            seconds = time.perf_counter() - start
+            log(f"executed {source.name} in {seconds:.0f} s (no current copy from the tests)")
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(EXECUTED / source.name, dest / source.name)
     return executed_here

@@ -211,12 +211,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from bayesqid.data.sources import load_dataset
     from bayesqid.engines.sampler import SamplerConfig
     from bayesqid.lang.spec import load_spec
 
     _check_output(args.out)  # a typo'd --out must not cost a whole fit
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # before pandas is imported: a bad spec answers at once
+    from bayesqid.data.sources import load_dataset
+
     dataset = load_dataset(args.data)
     # Libraries that take seconds to import come after the inputs are read (module docstring).
     from bayesqid.questions.predict import default_grid, predict
@@ -244,11 +245,12 @@ def _check_output(path: str) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from bayesqid.data.dataset import load_grid
     from bayesqid.outputs import write_csv
     from bayesqid.sampling.run import load_run
 
     run = load_run(args.run)
+    from bayesqid.data.dataset import load_grid
+
     grid = load_grid(args.grid) if args.grid else None
     # Libraries that take seconds to import come after the inputs are read (module docstring).
     from bayesqid.questions.grid import check_grid
@@ -383,12 +385,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sbc(args: argparse.Namespace) -> int:
-    from bayesqid.data.sources import load_dataset
     from bayesqid.engines.sampler import SamplerConfig
     from bayesqid.lang.spec import load_spec
 
     _check_output(str(Path(args.out) / "summary.json"))
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # before pandas is imported: a bad spec answers at once
+    from bayesqid.data.sources import load_dataset
+
     dataset = load_dataset(args.data)
     # Libraries that take seconds to import come after the inputs are read (module docstring).
     from bayesqid.checks.sbc import format_tests, run_sbc

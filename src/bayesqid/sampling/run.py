@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from bayesqid.constants import GROUPS
 from bayesqid.errors import RunError, SpecError
@@ -24,6 +23,7 @@ from bayesqid.sampling.diagnostics import Diagnostics
 
 if TYPE_CHECKING:
     import arviz as az
+    import pandas as pd
 
 #: attrs every bayesqid run carries.
 REQUIRED_ATTRS = ("bayesqid_spec", "data_sha256", "seed", "versions", "diagnostics", "levels")
@@ -67,6 +67,8 @@ class Run:
     def data(self) -> pd.DataFrame:
         """The fitted rows as a canonical frame."""
         cd = self.idata.constant_data
+        import pandas as pd  # here: loading a run (and refusing a bad one) needs no pandas
+
         frame = pd.DataFrame({name: cd[name].to_numpy() for name in cd.data_vars})
         frame["group_size"] = frame["group_size"].astype("Int64").where(frame["group_size"] > 0)
         for col in ("annealed", "post_trained"):  # stored as text: true, false or unknown
