@@ -41,3 +41,21 @@ def four_family_law_data(reference, noise, seed: int):
               + frame["family"].map(fam).to_numpy())
     qid = np.exp(log_mu + noise(rng, len(frame)))
     return bq.Dataset(frame.assign(qid=qid), "<simulated>", ())
+
+
+def one_torch_thread():
+    """Run torch on one intra-op thread while the generator is suspended (a fixture's body).
+
+    Two intra-op threads on a 2-core machine that also runs other work slow tiny models down
+    10-40x (threads spin waiting for each other); one thread is fastest here. Without torch,
+    nothing to do.
+    """
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

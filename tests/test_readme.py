@@ -37,7 +37,8 @@ def test_python_snippets_run(tmp_path, monkeypatch, session_fit):
 
 
 def test_law_table_matches_registry():
-    rows = re.findall(r"^\| `(\w+)` \|", README, flags=re.M)
+    table = README.split("| law | form |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \|", table, flags=re.M)
     assert sorted(rows) == sorted(bq.LAWS)
 
 

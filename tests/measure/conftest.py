@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import one_torch_thread
+
 #: Options of the shared measurement: small enough for seconds on 2 cores.
 FAST = {"max_eval_tokens": 4096, "calib_tokens": 1024, "tokens": 1e6}
 #: The shared measurement: every method of the trained model at 4 bit widths, 2 granularities.
@@ -27,17 +29,7 @@ def tiny():
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
-    # Two intra-op threads on a 2-core machine that also runs other work slow these tiny models
-    # down 10-40x (threads spin waiting for each other); one thread is fastest here.
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="session")
