@@ -13,6 +13,7 @@ from bayesqid.cli import main
 from bayesqid.data.cells import LR_SCHEDULES, TRAIN_PRECISIONS
 from bayesqid.data.dataset import RECIPE_COLUMNS, SCHEMA_COLUMNS
 from bayesqid.data.reference import olmo_lr_frac
+from bayesqid.data.sources import load_lab
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,26 @@ def test_bundled_lab_sweep_loads_with_its_recipes_and_manifest():
     assert set(f["bits"]) == {2, 3, 4, 8} and set(f["method"]) == {"RTN", "GPTQ"}
     manifest = resources.files("bayesqid.data") / "lab" / "lab-default" / "manifest.json"
     assert json.loads(manifest.read_text())["config"]["name"] == "default"
+
+
+def test_bundled_long_sweep_reaches_thousands_of_tokens_per_parameter():
+    import json
+    from importlib import resources
+
+    lab = bq.load_dataset("lab-long")
+    assert lab.path == "lab-long"
+    f = lab.frame
+    assert set(f["family"]) == {"cosine", "wsd"} and set(f["lr_schedule"]) == {"cosine", "wsd"}
+    # The axis the users ask about: the smallest size trained far past lab-default's ~170.
+    assert (f["tokens"] / f["params"]).max() >= 2000
+    wsd = f[f["family"] == "wsd"]
+    assert wsd["annealed"].any() and (~wsd["annealed"].astype(bool)).any()
+    path = resources.files("bayesqid.data") / "lab" / "lab-long" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["config"]["name"] == "long"
+    assert manifest["epochs_per_run"] and all(e > 0 for e in manifest["epochs_per_run"].values())
+
+
+def test_unknown_bundled_lab_sweep_is_one_clear_error():
+    with pytest.raises(bq.DataError, match="unknown bundled lab sweep 'lab-nope'"):
+        load_lab("lab-nope")

@@ -19,11 +19,15 @@ from bayesqid.data.dataset import Dataset, Exclusion, load_table, read_table, va
 from bayesqid.data.reference import REFERENCE_PATH, reference_rows
 from bayesqid.errors import DataError
 
-__all__ = ["BUNDLED", "KEY_COLUMNS", "join_datasets", "load_dataset", "load_lab_default", "load_reference"]
+__all__ = ["BUNDLED", "KEY_COLUMNS", "LAB_DATASETS", "join_datasets", "load_dataset", "load_lab",
+           "load_lab_default", "load_reference"]
 
 
+#: Bundled lab sweeps (``bayesqid lab run CONFIG``), each a folder ``data/lab/<name>/`` with its
+#: ``qid.csv`` and ``manifest.json``.
+LAB_DATASETS: tuple[str, ...] = ("lab-default", "lab-long")
 #: Names of bundled datasets accepted wherever a data path is (``--data reference``).
-BUNDLED: tuple[str, ...] = ("reference", "lab-default")
+BUNDLED: tuple[str, ...] = ("reference", *LAB_DATASETS)
 #: Columns that name one measurement; two rows agreeing on them must agree on everything else.
 KEY_COLUMNS: tuple[str, ...] = ("family", "model", "params", "tokens", "bits", "group_size", "method",
                                 "eval_set")
@@ -37,8 +41,9 @@ def load_dataset(path: DataSource | Sequence[DataSource] | None = None) -> Datas
     Parameters
     ----------
     path : str, os.PathLike, sequence of them, or None
-        ``None`` or ``"reference"``: the bundled reference data; ``"lab-default"``: the bundled
-        lab sweep; anything else: a CSV or Parquet file (:func:`load_table`). A sequence loads
+        ``None`` or ``"reference"``: the bundled reference data; ``"lab-default"``,
+        ``"lab-long"``: the bundled lab sweeps (:func:`load_lab`);
+        anything else: a CSV or Parquet file (:func:`load_table`). A sequence loads
         each and joins them (:func:`join_datasets`), e.g. ``["reference", "mine.csv"]``.
 
     Returns
@@ -57,8 +62,8 @@ def load_dataset(path: DataSource | Sequence[DataSource] | None = None) -> Datas
         name = os.fspath(path)
         if name == "reference":
             return load_reference()
-        if name == "lab-default":
-            return load_lab_default()
+        if name in LAB_DATASETS:
+            return load_lab(name)
         return load_table(path)
     sources = list(path)
     if not sources:
@@ -113,19 +118,30 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def load_lab_default() -> Dataset:
-    """Load the bundled lab sweep (``bayesqid lab run default``): controlled training runs.
+def load_lab(name: str) -> Dataset:
+    """Load a bundled lab sweep (:data:`LAB_DATASETS`): controlled training runs, measured.
+
+    ``lab-default`` is ``bayesqid lab run default`` (three sizes, cosine / WSD with cooldowns /
+    constant); ``lab-long`` is ``bayesqid lab run long`` (the two smallest sizes to 2,000-7,000
+    tokens per parameter, cosine and WSD with cooldowns).
 
     Raises
     ------
     DataError
-        When this installation has no bundled lab data.
+        An unknown name, or a sweep this installation does not hold.
     """
-    path = resources.files("bayesqid.data") / "lab" / "lab-default" / "qid.csv"
+    if name not in LAB_DATASETS:
+        raise DataError(f"unknown bundled lab sweep {name!r}; bundled: {', '.join(LAB_DATASETS)}")
+    path = resources.files("bayesqid.data") / "lab" / name / "qid.csv"
     if not path.is_file():
-        raise DataError("lab-default: the bundled lab sweep is not in this installation")
+        raise DataError(f"{name}: the bundled lab sweep is not in this installation")
     frame, _ = read_table(Path(str(path)))
-    return Dataset(validate(frame, path="lab-default"), "lab-default", ())
+    return Dataset(validate(frame, path=name), name, ())
+
+
+def load_lab_default() -> Dataset:
+    """Load the bundled ``lab-default`` sweep (:func:`load_lab`)."""
+    return load_lab("lab-default")
 
 
 def load_reference() -> Dataset:
