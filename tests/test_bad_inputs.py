@@ -285,8 +285,19 @@ BAD_RECIPE = {
 }
 if "post_trained" in RECIPE_COLUMNS:
     BAD_RECIPE["post_trained"] = st.sampled_from(["instruct", "2", "sometimes", "0.5"])
+BAD_RECIPE |= {
+    "dropout": st.one_of(st.floats(1.0, 1e300).map(repr), st.floats(-1e300, -1e-9).map(repr),
+                         st.sampled_from(["inf", "nan"]), _NOT_A_NUMBER),
+    "grad_clip": st.one_of(st.floats(-1e300, -1e-9).map(repr), st.sampled_from(["inf", "nan", "off"]),
+                           _NOT_A_NUMBER),
+    "peak_lr": st.one_of(st.floats(-1e300, 0.0).map(repr), st.floats(10.001, 1e300).map(repr),
+                         st.sampled_from(["inf", "nan"]), _NOT_A_NUMBER),
+    "average_last": st.one_of(st.floats(0.01, 0.99).map(repr), st.integers(-1000, -1).map(str),
+                              st.sampled_from(["inf", "nan", "2.5", "last"]), _NOT_A_NUMBER),
+}
 GOOD_RECIPE = {"lr_frac": "0.5", "weight_decay": "0.1", "lr_schedule": "wsd", "train_precision": "bf16",
-               "annealed": "true", "post_trained": "false"}
+               "annealed": "true", "post_trained": "false", "dropout": "0.1", "grad_clip": "1.0",
+               "peak_lr": "3e-4", "average_last": "3"}
 GRID_ROW = {"family": "new family", "params": "7e9", "tokens": "1e14", "bits": "3", "method": "GPTQ",
             "group_size": "128", "eval_set": "wikitext2"}
 MEASUREMENT_ROW = {"family": "X", "params": "1e9", "bits": "3", "method": "GPTQ", "group_size": "128",

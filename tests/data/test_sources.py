@@ -117,6 +117,14 @@ def test_olmo_lr_frac_follows_its_schedules(reference):
     ("annealed", "maybe", "must be true, false or unknown"),
     ("train_precision", "int4", "must be one of fp32, bf16, fp16, fp8, unknown"),
     ("weight_decay", "-0.1", "must be >= 0"),
+    ("dropout", "1.0", "must be within 0..1 (1 excluded)"),
+    ("dropout", "-0.1", "must be within 0..1 (1 excluded)"),
+    ("grad_clip", "-1", "must be >= 0 (0 or none: no clipping)"),
+    ("grad_clip", "always", "not a number"),
+    ("peak_lr", "0", "must be > 0 and at most 10"),
+    ("peak_lr", "3e-3x", "not a number"),
+    ("average_last", "2.5", "must be an integer >= 0 (0: not averaged)"),
+    ("average_last", "-3", "must be an integer >= 0 (0: not averaged)"),
 ])
 def test_bad_recipe_cells_name_file_row_and_column(tmp_path, column, value, rule):
     path = mine(tmp_path)

@@ -156,3 +156,48 @@ def parse_post_trained(value: Any) -> Any:
     """Whether the checkpoint was post-trained (instruct/chat tuning after pre-training):
     True, False or <NA> (unknown)."""
     return _parse_flag(value)
+
+
+def parse_dropout(value: Any) -> float:
+    """Dropout probability during training, in [0, 1); empty means unknown (NaN)."""
+    if _unknown(value):
+        return float("nan")
+    number = parse_number(value)
+    if not 0 <= number < 1:
+        raise Rule("must be within 0..1 (1 excluded)")
+    return number
+
+
+def parse_grad_clip(value: Any) -> float:
+    """Gradient-norm clipping threshold, >= 0; ``0`` or ``none`` mean no clipping; empty means
+    unknown (NaN)."""
+    if _unknown(value):
+        return float("nan")
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return 0.0
+    number = parse_number(value)
+    if number < 0:
+        raise Rule("must be >= 0 (0 or none: no clipping)")
+    return number
+
+
+def parse_peak_lr(value: Any) -> float:
+    """Peak learning rate of the run, > 0 and at most 10; empty means unknown (NaN)."""
+    if _unknown(value):
+        return float("nan")
+    number = parse_number(value)
+    if not 0 < number <= 10:
+        raise Rule("must be > 0 and at most 10")
+    return number
+
+
+def parse_average_last(value: Any) -> float:
+    """How many last checkpoints were averaged into the measured weights: an integer >= 0
+    (0 or 1: not averaged); empty means unknown (NaN). A float, so that unknown is NaN."""
+    if _unknown(value):
+        return float("nan")
+    number = parse_number(value)
+    # 2**53 bounds integers that float parsing represents exactly.
+    if not (number.is_integer() and 0 <= number <= 2**53):
+        raise Rule("must be an integer >= 0 (0: not averaged)")
+    return number

@@ -27,12 +27,16 @@ from bayesqid.data.cells import (
     UNKNOWN,
     Rule,
     parse_annealed,
+    parse_average_last,
     parse_bits,
+    parse_dropout,
+    parse_grad_clip,
     parse_group_size,
     parse_lr_frac,
     parse_lr_schedule,
     parse_number,
     parse_optional_text,
+    parse_peak_lr,
     parse_positive,
     parse_post_trained,
     parse_precision,
@@ -52,11 +56,13 @@ _DTYPES = {
     "qid": "float64", "source": "str",
     # Recipe columns (optional; unknown when absent): how the measured checkpoint was trained.
     "lr_schedule": "str", "lr_frac": "float64", "annealed": "boolean", "train_precision": "str",
-    "weight_decay": "float64", "post_trained": "boolean",
+    "weight_decay": "float64", "post_trained": "boolean", "dropout": "float64", "grad_clip": "float64",
+    "peak_lr": "float64", "average_last": "float64",
 }  # fmt: skip
 #: Recipe columns of the canonical schema, all optional (see :mod:`bayesqid.data.cells`).
 RECIPE_COLUMNS: tuple[str, ...] = (
-    "lr_schedule", "lr_frac", "annealed", "train_precision", "weight_decay", "post_trained",
+    "lr_schedule", "lr_frac", "annealed", "train_precision", "weight_decay", "post_trained", "dropout",
+    "grad_clip", "peak_lr", "average_last",
 )  # fmt: skip
 #: Columns of a canonical QiD table, in order.
 SCHEMA_COLUMNS: tuple[str, ...] = tuple(_DTYPES)
@@ -66,7 +72,8 @@ GRID_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 _OPTIONAL = {"model": "", "source": "", "group_size": pd.NA, "lr_schedule": UNKNOWN, "lr_frac": np.nan,
              "annealed": pd.NA, "train_precision": UNKNOWN, "weight_decay": np.nan,
-             "post_trained": pd.NA}
+             "post_trained": pd.NA, "dropout": np.nan, "grad_clip": np.nan, "peak_lr": np.nan,
+             "average_last": np.nan}
 # Alternatives to a `qid` column, in order of preference: losses are already in nats.
 QID_SOURCES = (("fp16_loss", "quant_loss"), ("fp16_ppl", "quant_ppl"))
 _SUFFIXES = (".csv", ".parquet", ".pq")
@@ -168,7 +175,8 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "quant_ppl": parse_positive,
     "lr_schedule": parse_lr_schedule, "lr_frac": parse_lr_frac, "annealed": parse_annealed,
     "train_precision": parse_precision, "weight_decay": parse_weight_decay,
-    "post_trained": parse_post_trained,
+    "post_trained": parse_post_trained, "dropout": parse_dropout, "grad_clip": parse_grad_clip,
+    "peak_lr": parse_peak_lr, "average_last": parse_average_last,
 }  # fmt: skip
 
 

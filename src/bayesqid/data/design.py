@@ -17,15 +17,19 @@ from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER
 from bayesqid.data.cells import (
     UNKNOWN,
     parse_annealed,
+    parse_average_last,
+    parse_dropout,
+    parse_grad_clip,
     parse_lr_frac,
     parse_lr_schedule,
+    parse_peak_lr,
     parse_post_trained,
     parse_precision,
     parse_weight_decay,
 )
 from bayesqid.data.dataset import quantizer_label
 from bayesqid.lang.laws import covariates
-from bayesqid.lang.recipe import RECIPE_FEATURES
+from bayesqid.lang.recipe import PEAK_LR_BASELINE, RECIPE_FEATURES
 
 #: Code given to a level that the fitted model has never seen.
 NEW_LEVEL = -1
@@ -98,6 +102,10 @@ def recipe_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     schedule = np.asarray(_column(frame, "lr_schedule", parse_lr_schedule), dtype=object)
     decay = np.asarray(_column(frame, "weight_decay", parse_weight_decay), dtype=float)
     post = _column(frame, "post_trained", parse_post_trained)
+    dropout = np.asarray(_column(frame, "dropout", parse_dropout), dtype=float)
+    clip = np.asarray(_column(frame, "grad_clip", parse_grad_clip), dtype=float)
+    peak = np.asarray(_column(frame, "peak_lr", parse_peak_lr), dtype=float)
+    average = np.asarray(_column(frame, "average_last", parse_average_last), dtype=float)
     unknown_annealed = np.array([a is pd.NA for a in annealed])
     out = {
         "annealed_true": np.array([a is True for a in annealed], dtype=float),
@@ -108,6 +116,14 @@ def recipe_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         "weight_decay_unknown": np.isnan(decay).astype(float),
         "post_trained_true": np.array([p is True for p in post], dtype=float),
         "post_trained_unknown": np.array([p is pd.NA for p in post], dtype=float),
+        "dropout": np.nan_to_num(dropout, nan=0.0),
+        "dropout_unknown": np.isnan(dropout).astype(float),
+        "grad_clipped": (clip > 0).astype(float),  # NaN > 0 is False: unknown has its own column
+        "grad_clip_unknown": np.isnan(clip).astype(float),
+        "log10_peak_lr": np.nan_to_num(np.log10(peak / PEAK_LR_BASELINE), nan=0.0),
+        "peak_lr_unknown": np.isnan(peak).astype(float),
+        "averaged": (average >= 2).astype(float),  # one checkpoint "averaged" is that checkpoint
+        "average_last_unknown": np.isnan(average).astype(float),
     }
     for level in ("fp32", "fp16", "fp8", UNKNOWN):
         out[f"precision_{level}"] = (precision == level).astype(float)

@@ -177,7 +177,11 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
         sxx = gram(system.idx, system.val * np.sqrt(scaled)[:, None], p)
         sxy = np.bincount(system.idx.ravel(), (system.val * (scaled * pseudo)[:, None]).ravel(), minlength=p)
         a = sxx / sigma**2
-        a[np.diag_indices(p)] += lam
+        # A prior precision far below the data's (a valid spec's scale up to 1e6) leaves
+        # collinear columns (a recipe column unknown on every row equals the intercept's)
+        # singular in floating point: the pilot only seeds the map, so floor it relative to the
+        # data's information (reached only by priors of scale ~1e3 or wider).
+        a[np.diag_indices(p)] += np.maximum(lam, 1e-12 * np.abs(np.diag(a)).max(initial=0.0))
         theta = np.linalg.solve(a, lam * system.m0 + sxy / sigma**2)
         mu = (theta[system.idx] * system.val).sum(axis=1)
         if exact.any():

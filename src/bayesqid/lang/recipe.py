@@ -17,7 +17,9 @@ from __future__ import annotations
 
 #: Recipe covariates and their encoded columns. The baseline of each (all columns zero):
 #: annealed false; lr_frac 0 (known); train_precision bf16; lr_schedule cosine; weight decay 0;
-#: post_trained false (a base model).
+#: post_trained false (a base model); dropout 0; no gradient clipping; peak learning rate 1e-3
+#: (``log10_peak_lr`` is log10(peak_lr / 1e-3), decades above it); weights not averaged
+#: (``averaged``: the mean of 2 or more last checkpoints).
 RECIPE_COVARIATES: dict[str, tuple[str, ...]] = {
     "annealed": ("annealed_true", "annealed_unknown"),
     "lr_frac": ("lr_frac", "lr_frac_unknown"),
@@ -25,7 +27,14 @@ RECIPE_COVARIATES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("schedule_linear", "schedule_wsd", "schedule_constant", "schedule_unknown"),
     "weight_decay": ("weight_decay", "weight_decay_unknown"),
     "post_trained": ("post_trained_true", "post_trained_unknown"),
+    "dropout": ("dropout", "dropout_unknown"),
+    "grad_clip": ("grad_clipped", "grad_clip_unknown"),
+    "peak_lr": ("log10_peak_lr", "peak_lr_unknown"),
+    "average_last": ("averaged", "average_last_unknown"),
 }
+
+#: Peak learning rate of the baseline (``log10_peak_lr`` = 0).
+PEAK_LR_BASELINE = 1e-3
 
 #: Every encoded column, in registry order.
 RECIPE_FEATURES: tuple[str, ...] = tuple(c for cols in RECIPE_COVARIATES.values() for c in cols)

@@ -171,7 +171,7 @@ def constant_data(frame: Any) -> xr.Dataset:
     for col in ("lr_schedule", "train_precision"):
         if col in frame:
             cols[col] = ((OBS,), frame[col].astype(str).to_numpy().astype("U"))
-    for col in ("lr_frac", "weight_decay"):
+    for col in ("lr_frac", "weight_decay", "dropout", "grad_clip", "peak_lr", "average_last"):
         if col in frame:
             cols[col] = ((OBS,), frame[col].to_numpy(float))
     for col in ("annealed", "post_trained"):  # true, false or unknown, as text
