@@ -121,7 +121,7 @@ API_SECTIONS = {
                 "check_convergence"],
     "Questions": ["predict", "default_grid", "grid", "token_budget", "training_level", "TrainingLevel",
                   "load_measurements"],
-    "Checks": ["compare", "Comparison", "load_comparison", "run_sbc", "SBCResult", "load_sbc",
+    "Checks": ["compare", "Comparison", "load_comparison", "check_training_levels", "run_sbc", "SBCResult", "load_sbc",
                "tiny_design", "prior_sensitivity"],
     "Reports and figures": ["build_report", "plot_bands", "plot_data", "plot_qid"],
     "Errors and constants": ["BayesqidError", "DataError", "SpecError", "RunError", "ConvergenceWarning",

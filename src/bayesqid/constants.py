@@ -19,12 +19,15 @@ DEFAULT_SEED: int = sum(map(ord, "bayesqid"))
 # in ``.sel`` and ArviZ's summary breaks (see the stack notes).
 OBS = "obs"
 FAMILY = "family"
+#: A model size within its family (family x N): the rows of one trained network, whatever
+#: its checkpoint, quantizer or evaluation set, share its idiosyncrasies.
+SIZE = "size"
 QUANTIZER = "quantizer"
 EVAL_SET = "eval_set"
 GRID = "grid"
 
 #: Grouping factors known to the hierarchy, in the order they are reported.
-GROUPS: tuple[str, ...] = (FAMILY, QUANTIZER, EVAL_SET)
+GROUPS: tuple[str, ...] = (FAMILY, SIZE, QUANTIZER, EVAL_SET)
 
 # Model-scale covariates are logs of raw quantities divided by typical values, so that
 # intercepts describe a 1B-parameter model trained on 1T tokens quantized to 4 bits and

@@ -135,7 +135,7 @@ def full_fit_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed
     The pointwise log-likelihood is left out (it is most of the bytes) and recomputed from the
     posterior where the run is read back (:func:`bayesqid.checks.compare.compare`).
     """
-    run = _fit(spec, dataset, config, seed, rows=None)
+    run = fit_rows(spec, dataset, config, seed, rows=None)
     idata = run.idata
     slim = az.InferenceData(**{g: idata[g] for g in idata.groups() if g != "log_likelihood"})
     slim.attrs.update(idata.attrs)
@@ -155,7 +155,7 @@ def logo_fold_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mas
     (inside the ``prob`` new-measurement interval) and ``elpd_joint`` (the family's joint log
     predictive density, repeated on each of its rows).
     """
-    run = _fit(spec, dataset, config, seed, rows=mask)
+    run = fit_rows(spec, dataset, config, seed, rows=mask)
     held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
     label = HELD_OUT + family
     if label in run.levels["family"]:  # cannot happen with real data; guards the promise
@@ -173,7 +173,7 @@ def forecast_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask
     Each held-out family is its own new level (one family effect per draw, its own), scored as
     :func:`logo_fold_task` scores one family. One row per held-out row.
     """
-    run = _fit(spec, dataset, config, seed, rows=mask)
+    run = fit_rows(spec, dataset, config, seed, rows=mask)
     held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
     family = held["family"].astype(str).to_numpy()
     held["family"] = [HELD_OUT + f for f in family]
@@ -185,7 +185,7 @@ def forecast_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask
 def scaleup_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, mask: np.ndarray,
                  seed: int, family: str, prob: float = CI_PROB) -> pd.DataFrame:
     """Fit without ``family``'s largest size, score that size as the known family it belongs to."""
-    run = _fit(spec, dataset, config, seed, rows=mask)
+    run = fit_rows(spec, dataset, config, seed, rows=mask)
     held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
     if family not in run.levels["family"]:  # the family's smaller sizes are in the fit
         raise BayesqidError(f"scale-up fold {family!r}: the family is not in its own fit")
@@ -202,7 +202,7 @@ def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig,
     new to the fit and take the population path. One row per held-out row, as
     :func:`logo_fold_task`, with ``elpd_joint`` per family and a ``known_family`` flag.
     """
-    run = _fit(spec, dataset, config, seed, rows=mask)
+    run = fit_rows(spec, dataset, config, seed, rows=mask)
     held = dataset.frame[~np.asarray(mask, dtype=bool)].copy()
     scores = score_rows(run, held, seed=seed, prob=prob)
     fitted = set(run.levels["family"])
@@ -212,8 +212,10 @@ def extrapolation_task(spec: ModelSpec, dataset: Dataset, config: SamplerConfig,
                          gate_passed=run.diagnostics.passed)
 
 
-def _fit(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
-         rows: np.ndarray | None) -> Run:
+def fit_rows(spec: ModelSpec, dataset: Dataset, config: SamplerConfig, seed: int,
+             rows: np.ndarray | None) -> Run:
+    """Fit ``spec`` to the ``rows`` of ``dataset`` (all rows: None) on the fold refitter, the
+    convergence gate recorded in the run rather than warned about."""
     with warnings.catch_warnings():
         # The gate is recorded with every score (gate_passed) rather than warned about per fold.
         warnings.simplefilter("ignore", ConvergenceWarning)

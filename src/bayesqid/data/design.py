@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER
+from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER, SIZE
 from bayesqid.data.cells import (
     UNKNOWN,
     parse_annealed,
@@ -73,11 +73,20 @@ class Design:
         return len(next(iter(self.x.values())))
 
 
+def size_label(family: str, params: float) -> str:
+    """Level label of a model size within its family: ``"Llama-2 6.74e+09"``."""
+    return f"{family} {float(params):.4g}"
+
+
 def group_labels(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Level label of every row for each grouping factor (quantizer = method + group size)."""
+    """Level label of every row for each grouping factor (quantizer = method + group size;
+    size = family + N, so a grid row at a fitted family's fitted N reuses that network's offset
+    and any other N draws a new one)."""
     quant = [quantizer_label(m, g) for m, g in zip(frame["method"], frame["group_size"], strict=True)]
+    sizes = [size_label(f, n) for f, n in zip(frame["family"].astype(str), frame["params"], strict=True)]
     return {
         FAMILY: frame["family"].astype(str).to_numpy(),
+        SIZE: np.asarray(sizes, dtype=object).astype(str),
         QUANTIZER: np.asarray(quant, dtype=object).astype(str),
         EVAL_SET: frame["eval_set"].astype(str).to_numpy(),
     }

@@ -206,9 +206,13 @@ def stand_in(spec: ModelSpec, system: LinearSystem, y: np.ndarray, censored: np.
         dlogpdf = -t if lik.kind == "normal" else -(lik.nu + 1.0) * t / (lik.nu + t * t)
         weight = np.where(exact, 1.0 if lik.kind == "normal" else (lik.nu + 1.0) / (lik.nu + t * t), 0.0)
         if cens.any():
-            # g = f/F at t: the log-CDF's slope; its curvature is -g (g - f'/f).
-            g = np.exp(std_logpdf(t[cens], lik, NUMPY) - std_logcdf(t[cens], lik, NUMPY))
-            curvature = np.maximum(g * (g - dlogpdf[cens]), 1e-3)
+            # g = f/F at t: the log-CDF's slope; its curvature is -g (g - f'/f). t is clipped: a
+            # censored row 50 scales from the mean says nothing more at 1e300 scales, where the
+            # product below overflows (a spec whose every row is censored drifts there).
+            tc = np.clip(t[cens], -50.0, 50.0)
+            slope = -tc if lik.kind == "normal" else -(lik.nu + 1.0) * tc / (lik.nu + tc * tc)
+            g = np.exp(std_logpdf(tc, lik, NUMPY) - std_logcdf(tc, lik, NUMPY))
+            curvature = np.maximum(g * (g - slope), 1e-3)
             weight[cens] = curvature
             pseudo[cens] = mu[cens] - sigma * ratio[group][cens] * g / curvature
     return weight / ratio[group] ** 2, pseudo, sigma, sigma * ratio

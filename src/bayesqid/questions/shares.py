@@ -1,25 +1,28 @@
 """Where a band's width comes from: the predictive variance of log QiD, split by source.
 
 A new measurement's log QiD is ``log_mu(theta) + sigma * eps`` with ``theta`` the population
-coefficients plus the row's family, quantizer and evaluation-set offsets. Over posterior draws,
+coefficients plus the row's family, size, quantizer and evaluation-set offsets. Over posterior
+draws,
 ``log_mu`` is the sum of the contributions of, in order,
 
 1. the population **coefficients** (population values and recipe shifts),
 2. the **family** (a new family's draw from the population, or a known family's posterior),
-3. the **quantizer**, 4. the **evaluation set**
+3. the **size** (the model's own offset within its family, where the spec has one: a size the
+   fit has not seen draws it from the family's spread of sizes),
+4. the **quantizer**, 5. the **evaluation set**
 
 (contribution k = ``log_mu`` with the sources up to k added minus ``log_mu`` with those up to
 k - 1, the later sources' offsets at zero). The variance of ``log_mu`` is split by conditioning
 on them step by step: source k's share is how much the variance explained by the best linear
 predictor of ``log_mu`` from contributions 1..k grows over that from 1..k-1 (a sequential
-Gram-Schmidt projection over draws; every share is >= 0 and the four add up to the variance of
+Gram-Schmidt projection over draws; every share is >= 0 and the five add up to the variance of
 ``log_mu``). A known family's offset is correlated with the population coefficients in the
 posterior (together they are better known than either): the part they share cancels, and what
 is left of the law's variance goes to the step that first explains it, usually the family. The
 residual **noise** adds the mean over draws of ``sigma^2`` times the variance of the Normal
 whose central ``prob`` interval equals the standardised residual's (a Student-t with
 ``nu <= 2`` has no variance; its band has a width).
-Shares are these five parts over their sum, so they sum to 1.
+Shares are these six parts over their sum, so they sum to 1.
 
 The shares tell a user which measurement would narrow a band: a large ``share_family`` for a new
 family says that measuring one's own model (making the family known) would.
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayesqid.constants import CI_PROB, EVAL_SET, FAMILY, QUANTIZER
+from bayesqid.constants import CI_PROB, EVAL_SET, FAMILY, QUANTIZER, SIZE
 from bayesqid.data.design import Design
 from bayesqid.lang.effects import compose
 from bayesqid.lang.spec import ModelSpec
@@ -41,8 +44,8 @@ from bayesqid.sampling.draws import chunks, row_offsets, row_sigma
 from bayesqid.sampling.run import Run
 
 #: Columns added by :func:`variance_shares`, in conditioning order but ``share_family`` first.
-SHARE_COLUMNS: tuple[str, ...] = ("share_family", "share_coefficients", "share_quantizer",
-                                  "share_eval_set", "share_noise")
+SHARE_COLUMNS: tuple[str, ...] = ("share_family", "share_coefficients", "share_size",
+                                  "share_quantizer", "share_eval_set", "share_noise")
 
 # Rows per chunk: each step holds a few (draws x rows) arrays per coefficient and group.
 CHUNK = 200
@@ -51,6 +54,7 @@ CHUNK = 200
 _STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("share_coefficients", ()),
     ("share_family", (FAMILY,)),
+    ("share_size", (SIZE,)),
     ("share_quantizer", (QUANTIZER,)),
     ("share_eval_set", (EVAL_SET,)),
 )

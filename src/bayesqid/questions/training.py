@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from bayesqid.constants import CI_PROB, EVAL_SET, QUANTIZER, TOKENS_SCALE
+from bayesqid.constants import CI_PROB, TOKENS_SCALE
 from bayesqid.data.dataset import QID_SOURCES, read_table, validate
 from bayesqid.data.design import NEW_LEVEL, Design, build_design
 from bayesqid.errors import DataError
@@ -134,24 +134,29 @@ def load_measurements(path: str | os.PathLike[str]) -> pd.DataFrame:
     return validate_measurements(frame, path=shown)
 
 
-def _effect_copies(rows: pd.DataFrame, design: Design, k: int) -> pd.DataFrame:
+def _effect_copies(design: Design, k: int) -> Design:
     """``k`` copies of the measurement rows (copy-major) whose unseen levels carry distinct labels.
 
     New-level effects are keyed by label and seed (:func:`bayesqid.posterior.row_theta`), so
-    tagging the labels of copy ``j > 0`` gives it independent family (and unseen quantizer or
-    evaluation-set) effects per posterior draw from ONE call, while all measurements within a
-    copy still share them. Copy 0 keeps the plain labels, i.e. ``predict``'s new-family draws.
+    tagging the unseen labels of copy ``j > 0`` gives it independent effects of every unseen level
+    (family, size, quantizer, evaluation set) per posterior draw from ONE call, while all
+    measurements within a copy still share them; fitted levels keep their fitted effects in every
+    copy. Copy 0 keeps the plain labels, i.e. ``predict``'s new-level draws.
     """
-    new_quant = design.codes[QUANTIZER] == NEW_LEVEL
-    new_eval = design.codes[EVAL_SET] == NEW_LEVEL
     copies = []
     for j in range(k):
         tag = f"\x1fdraw {j}" if j else ""  # a control character: never part of a fitted label
-        copies.append(rows.assign(
-            family=rows["family"] + tag,
-            method=np.where(new_quant, rows["method"] + tag, rows["method"]),
-            eval_set=np.where(new_eval, rows["eval_set"] + tag, rows["eval_set"])))
-    return pd.concat(copies, ignore_index=True)
+        labels = {g: np.where(design.codes[g] == NEW_LEVEL,
+                              np.asarray([f"{v}{tag}" for v in design.labels[g]], dtype=object),
+                              design.labels[g]).astype(str)
+                  for g in design.labels}
+        copies.append(Design(x=design.x, codes=design.codes, levels=design.levels, labels=labels,
+                             recipe=design.recipe))
+    return Design(x={key: np.concatenate([c.x[key] for c in copies]) for key in design.x},
+                  codes={g: np.concatenate([c.codes[g] for c in copies]) for g in design.codes},
+                  levels=design.levels,
+                  labels={g: np.concatenate([c.labels[g] for c in copies]) for g in design.labels},
+                  recipe={key: np.concatenate([c.recipe[key] for c in copies]) for key in design.recipe})
 
 
 def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None = None,
@@ -219,7 +224,7 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
     # A known family with known quantizers and evaluation sets has nothing to draw.
     nothing_new = all((design.codes[g] != NEW_LEVEL).all() for g in design.codes)
     n_copies = 1 if family is not None and nothing_new else int(effect_draws)
-    copies = build_design(_effect_copies(rows, design, n_copies), run.levels)
+    copies = _effect_copies(design, n_copies)
     n_draws = n_samples(run.idata)
     theta = {p: np.broadcast_to(v, (n_draws, n_copies * n_meas))
              for p, v in row_theta(run.idata, run.spec, copies, seed=seed).items()}
@@ -272,6 +277,8 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
 _REMEDY = {
     "share_family": "the family's spread: measured relatives (--family with a fitted family) would "
                     "narrow it",
+    "share_size": "the spread of sizes within a family: measurements of this very model (its "
+                  "family and N) would narrow it",
     "share_coefficients": "the population law itself: more families in the fit would narrow it",
     "share_quantizer": "the quantizer's effect: measurements with a quantizer the fit knows well would "
                        "narrow it",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bayesqid.constants import GROUPS
+from bayesqid.constants import GROUPS, SIZE
 from bayesqid.errors import RunError, SpecError
 from bayesqid.lang.effects import sd_name, z_name
 from bayesqid.lang.spec import ModelSpec
@@ -52,7 +52,7 @@ class Run:
     def levels(self) -> dict[str, tuple[str, ...]]:
         """Fitted levels of every grouping factor."""
         raw = json.loads(self.idata.attrs["levels"])
-        return {g: tuple(raw[g]) for g in GROUPS}
+        return {g: tuple(raw.get(g, ())) for g in GROUPS}
 
     @property
     def seed(self) -> int:
@@ -152,6 +152,8 @@ def check_contents(idata: az.InferenceData, spec: ModelSpec, levels: dict[str, l
 
 def _levels(raw: object) -> dict[str, list[str]]:
     """The stored fitted levels, checked: a list of text labels for every group."""
+    # Runs saved before the size group existed carry no size levels: their specs cannot vary by it.
+    raw = {SIZE: [], **raw} if isinstance(raw, dict) else raw
     if not (isinstance(raw, dict) and all(
             isinstance(raw.get(g), list) and all(isinstance(v, str) for v in raw[g]) for g in GROUPS)):
         raise TypeError("levels")
