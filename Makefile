@@ -27,9 +27,12 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,numpyro,lab]"
 	touch $(TEST_STAMP)
 
-## The test suite (fast tiers; slow recovery tests too when BAYESQID_RUN_SLOW=1).
+## The test suite (fast tiers; slow recovery tests too when BAYESQID_RUN_SLOW=1), on two worker
+## processes (pytest-xdist): tests that share a costly fixture (the session's fit, a module's
+## fits) go to one worker, the longest first (tests/parallel.py). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 DOCS_STAMP := $(VENV)/.bayesqid-docs-installed
 

@@ -40,6 +40,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # Environmental, not ours: pip-installed PyTensor without a BLAS to link.
     config.addinivalue_line("filterwarnings", "ignore:PyTensor could not link to a BLAS:UserWarning")
+    if config.pluginmanager.hasplugin("xdist"):
+        # `make test` runs two worker processes: tests sharing a costly fixture go to one worker,
+        # the longest first (parallel.py).
+        from parallel import WorkerGroups
+
+        config.pluginmanager.register(WorkerGroups(config), "bayesqid-worker-groups")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -29,6 +29,7 @@ from bayesqid.cli import main
 from bayesqid.data.design import build_design
 from bayesqid.errors import BayesqidError
 from bayesqid.lang.laws import get_law, published_ouyang
+from fanout_tasks import slow_square, square
 
 #: Families of the simulated table: two measured at several D (LLaMA-1, OLMo), two at one.
 FAMILIES = ("LLaMA-1", "Llama-2", "OLMo", "OPT")
@@ -332,13 +333,6 @@ def test_api_reuses_runs_on_the_same_data_only(inputs, mock_run, reference):
 # --- the fan-out layer (last: the in-process fits above run before any cluster starts) -----------
 
 
-def square(x: int, fail: bool = False) -> pd.DataFrame:
-    """A task: one row, or an error."""
-    if fail:
-        raise ValueError("bad input\non two lines")
-    return pd.DataFrame({"x": [x], "y": [x * x]})
-
-
 def test_fanout_synchronous_stores_resumes_and_names_failures(tmp_path):
     tasks = [Task(f"t{i}", square, {"x": i, "fail": i == 2}) for i in range(4)]
     first = run_tasks(tasks, tmp_path, scheduler="synchronous", retries=1)
@@ -353,12 +347,6 @@ def test_fanout_synchronous_stores_resumes_and_names_failures(tmp_path):
         run_tasks([tasks[0], tasks[0]], tmp_path, scheduler="synchronous")
     with pytest.raises(BayesqidError, match="filesystem-safe"):
         run_tasks([Task("a/b", square, {"x": 1})], tmp_path, scheduler="synchronous")
-
-
-def slow_square(x: int) -> pd.DataFrame:
-    """A task that takes a while, so that a run can be killed between tasks."""
-    time.sleep(0.5)
-    return pd.DataFrame({"x": [x], "y": [x * x]})
 
 
 def test_fanout_local_cluster_runs_retries_and_keeps_going(tmp_path):
@@ -377,7 +365,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from bayesqid.checks.fanout import Task, run_tasks
-from test_compare import slow_square
+from fanout_tasks import slow_square
 tasks = [Task(f"t{{i}}", slow_square, {{"x": i}}) for i in range(8)]
 run_tasks(tasks, Path({store!r}), n_workers=2)
 """
@@ -387,7 +375,7 @@ def test_killed_dask_run_resumes_to_the_same_results(tmp_path):
     """SIGKILL the client of a 2-worker cluster mid-run: the store keeps whole results only, and
     a second run finishes the rest and gives what an uninterrupted run gives."""
     store = tmp_path / "store"
-    code = KILLED_RUN.format(tests=str(Path(__file__).parent), store=str(store))
+    code = KILLED_RUN.format(tests=str(Path(__file__).parents[1]), store=str(store))
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(store.glob("*.parquet"))) < 2:

@@ -233,13 +233,18 @@ def test_sbc_passes_for_the_correct_model(reference, default_spec, tmp_path):
 
 
 @pytest.mark.slow
-def test_sbc_fails_for_a_misspecified_simulator(reference, default_spec, tmp_path):
+def test_sbc_fails_for_a_misspecified_simulator(default_spec, tiny, tmp_path):
     """Negative control: the simulator's bit exponent is the prior draw + 6 (three prior sds), the
     recorded truth the prior draw. The family and quantizer exponent effects absorb part of the
     shift (with +2, the posterior moved by ~1.3 on average and 12 replicates only just failed),
-    but not most of it: the truth then sits below nearly every posterior draw of gamma."""
-    result = sbc.run_sbc(default_spec, simulate.tiny_design(reference), TINY_SAMPLER, replicates=10,
-                         seed=CONTROL_SEED, out=tmp_path, n_workers=2, shift={"gamma": 6.0})
+    but not most of it: the truth then sits below nearly every posterior draw of gamma.
+
+    In-process, on the module's tiny design (the same rows as the passing control's): each
+    replicate's seeds derive from the root seed and its index, so the ranks are those of a cluster
+    run (the passing control covers the cluster), without two worker processes importing the
+    sampling stack and compiling the model the module's one real replicate has compiled."""
+    result = sbc.run_sbc(default_spec, tiny, TINY_SAMPLER, replicates=10,
+                         seed=CONTROL_SEED, out=tmp_path, scheduler=SYNC, shift={"gamma": 6.0})
     assert not result.passed, result.verdict
     flagged = set(result.tests.loc[result.tests["flagged"], "quantity"])
     assert "gamma" in flagged, result.tests.to_string()
