@@ -76,7 +76,8 @@ def _add_table_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 if the run failed its convergence gate")
 
 
-DATA_HELP = ("data: 'reference' (the bundled data), 'lab-default' or 'lab-long' (bundled lab sweeps), or "
+DATA_HELP = ("data: 'reference' (the bundled data), 'lab-default', 'lab-long' or 'lab-recipes' (bundled lab "
+             "sweeps), or "
              "a CSV/Parquet file; repeat to join several as one dataset (default: reference)")
 
 

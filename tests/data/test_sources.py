@@ -187,6 +187,28 @@ def test_bundled_long_sweep_reaches_thousands_of_tokens_per_parameter():
     assert manifest["epochs_per_run"] and all(e > 0 for e in manifest["epochs_per_run"].values())
 
 
+def test_bundled_recipes_sweep_changes_one_factor_at_a_time_with_two_seeds():
+    import json
+    from importlib import resources
+
+    lab = bq.load_dataset("lab-recipes")
+    assert lab.path == "lab-recipes"
+    f = lab.frame
+    assert set(f["family"]) == {"base", "wd0", "wd001", "dropout", "noclip", "bf16", "fp16", "lr_high"}
+    assert f["params"].nunique() == 1 and set(f["lr_schedule"]) == {"cosine"}
+    # Every factor at each of its levels, each recipe from two seeds (the seed is in the source).
+    assert set(f["weight_decay"]) == {0.0, 0.01, 0.1} and set(f["dropout"]) == {0.0, 0.1}
+    assert set(f["grad_clip"]) == {0.0, 1.0} and set(f["train_precision"]) == {"fp32", "bf16", "fp16"}
+    assert set(f["peak_lr"]) == {2e-3, 6e-3} and set(f["average_last"]) == {0.0, 3.0}
+    seeds = f["source"].str.extract(r"/(seed\d+)/")[0]
+    assert seeds.notna().all() and (seeds.groupby(f["family"]).nunique() == 2).all()
+    by_bits = f.groupby("method")["bits"].unique().map(set)
+    assert by_bits["RTN"] == by_bits["GPTQ"] == {3, 4} and by_bits["W8A8"] == {8}
+    path = resources.files("bayesqid.data") / "lab" / "lab-recipes" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["config"]["name"] == "recipes" and manifest["status"] == "finished"
+
+
 def test_unknown_bundled_lab_sweep_is_one_clear_error():
     with pytest.raises(bq.DataError, match="unknown bundled lab sweep 'lab-nope'"):
         load_lab("lab-nope")

@@ -25,7 +25,7 @@ __all__ = ["BUNDLED", "KEY_COLUMNS", "LAB_DATASETS", "join_datasets", "load_data
 
 #: Bundled lab sweeps (``bayesqid lab run CONFIG``), each a folder ``data/lab/<name>/`` with its
 #: ``qid.csv`` and ``manifest.json``.
-LAB_DATASETS: tuple[str, ...] = ("lab-default", "lab-long")
+LAB_DATASETS: tuple[str, ...] = ("lab-default", "lab-long", "lab-recipes")
 #: Names of bundled datasets accepted wherever a data path is (``--data reference``).
 BUNDLED: tuple[str, ...] = ("reference", *LAB_DATASETS)
 #: Columns that name one measurement; two rows agreeing on them must agree on everything else.
@@ -42,7 +42,7 @@ def load_dataset(path: DataSource | Sequence[DataSource] | None = None) -> Datas
     ----------
     path : str, os.PathLike, sequence of them, or None
         ``None`` or ``"reference"``: the bundled reference data; ``"lab-default"``,
-        ``"lab-long"``: the bundled lab sweeps (:func:`load_lab`);
+        ``"lab-long"``, ``"lab-recipes"``: the bundled lab sweeps (:func:`load_lab`);
         anything else: a CSV or Parquet file (:func:`load_table`). A sequence loads
         each and joins them (:func:`join_datasets`), e.g. ``["reference", "mine.csv"]``.
 
@@ -123,7 +123,8 @@ def load_lab(name: str) -> Dataset:
 
     ``lab-default`` is ``bayesqid lab run default`` (three sizes, cosine / WSD with cooldowns /
     constant); ``lab-long`` is ``bayesqid lab run long`` (the two smallest sizes to 2,000-7,000
-    tokens per parameter, cosine and WSD with cooldowns).
+    tokens per parameter, cosine and WSD with cooldowns); ``lab-recipes`` is ``bayesqid lab run
+    recipes`` (one size, one factor of the recipe changed at a time, two seeds each).
 
     Raises
     ------
