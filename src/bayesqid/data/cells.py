@@ -7,6 +7,7 @@ row and column. The recipe columns (how a model was trained) have their rules he
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -114,24 +115,24 @@ def parse_precision(value: Any) -> str:
     return _choice(value, TRAIN_PRECISIONS)
 
 
-def parse_lr_frac(value: Any) -> float:
-    """Learning rate at the checkpoint over the peak, in [0, 1]; empty means unknown (NaN)."""
+def _optional_number(value: Any, valid: Callable[[float], bool], rule: str) -> float:
+    """A number for which ``valid`` holds, or NaN when the cell says unknown; ``rule`` otherwise."""
     if _unknown(value):
         return float("nan")
     number = parse_number(value)
-    if not 0 <= number <= 1:
-        raise Rule("must be within 0..1")
+    if not valid(number):
+        raise Rule(rule)
     return number
+
+
+def parse_lr_frac(value: Any) -> float:
+    """Learning rate at the checkpoint over the peak, in [0, 1]; empty means unknown (NaN)."""
+    return _optional_number(value, lambda x: 0 <= x <= 1, "must be within 0..1")
 
 
 def parse_weight_decay(value: Any) -> float:
     """Weight decay coefficient, >= 0; empty means unknown (NaN)."""
-    if _unknown(value):
-        return float("nan")
-    number = parse_number(value)
-    if number < 0:
-        raise Rule("must be >= 0")
-    return number
+    return _optional_number(value, lambda x: x >= 0, "must be >= 0")
 
 
 def _parse_flag(value: Any) -> Any:
@@ -160,44 +161,25 @@ def parse_post_trained(value: Any) -> Any:
 
 def parse_dropout(value: Any) -> float:
     """Dropout probability during training, in [0, 1); empty means unknown (NaN)."""
-    if _unknown(value):
-        return float("nan")
-    number = parse_number(value)
-    if not 0 <= number < 1:
-        raise Rule("must be within 0..1 (1 excluded)")
-    return number
+    return _optional_number(value, lambda x: 0 <= x < 1, "must be within 0..1 (1 excluded)")
 
 
 def parse_grad_clip(value: Any) -> float:
     """Gradient-norm clipping threshold, >= 0; ``0`` or ``none`` mean no clipping; empty means
     unknown (NaN)."""
-    if _unknown(value):
-        return float("nan")
     if isinstance(value, str) and value.strip().lower() == "none":
         return 0.0
-    number = parse_number(value)
-    if number < 0:
-        raise Rule("must be >= 0 (0 or none: no clipping)")
-    return number
+    return _optional_number(value, lambda x: x >= 0, "must be >= 0 (0 or none: no clipping)")
 
 
 def parse_peak_lr(value: Any) -> float:
     """Peak learning rate of the run, > 0 and at most 10; empty means unknown (NaN)."""
-    if _unknown(value):
-        return float("nan")
-    number = parse_number(value)
-    if not 0 < number <= 10:
-        raise Rule("must be > 0 and at most 10")
-    return number
+    return _optional_number(value, lambda x: 0 < x <= 10, "must be > 0 and at most 10")
 
 
 def parse_average_last(value: Any) -> float:
     """How many last checkpoints were averaged into the measured weights: an integer >= 0
     (0 or 1: not averaged); empty means unknown (NaN). A float, so that unknown is NaN."""
-    if _unknown(value):
-        return float("nan")
-    number = parse_number(value)
     # 2**53 bounds integers that float parsing represents exactly.
-    if not (number.is_integer() and 0 <= number <= 2**53):
-        raise Rule("must be an integer >= 0 (0: not averaged)")
-    return number
+    return _optional_number(value, lambda x: x.is_integer() and 0 <= x <= 2**53,
+                            "must be an integer >= 0 (0: not averaged)")
