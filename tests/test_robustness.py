@@ -188,7 +188,7 @@ SPECS = {
     "unknown-key": ('name = "x"\nlaw = "ouyang"\nlikelihod = {}\n',
                     ["unknown key(s) ['likelihod']", "valid:"]),
     "unknown-group": ('name = "x"\nlaw = "ouyang"\n[effects.model]\nparams = ["log_k"]\n',
-                      ["unknown group 'model'", "'family', 'size', 'quantizer', 'eval_set'"]),
+                      ["unknown group 'model'", "'lineage', 'family', 'size', 'quantizer', 'eval_set'"]),
     "invalid-toml": ('name = "x\nlaw = "ouyang"\n', ["invalid TOML", "line 1"]),
     "future-version": ('spec_version = 2\nname = "x"\nlaw = "ouyang"\n', ["spec_version 2 is not supported"]),
     # numbers out of their range and shapes out of bounds (class 2)

@@ -18,6 +18,10 @@ DEFAULT_SEED: int = sum(map(ord, "bayesqid"))
 # Dimension names. Never call a dimension ``method``: xarray reads it as a keyword
 # in ``.sel`` and ArviZ's summary breaks (see the stack notes).
 OBS = "obs"
+#: A lineage of families: one developer's series of models (LLaMA-1, Llama-2, Llama-3 and
+#: Llama-3.2 are one; :func:`bayesqid.data.design.lineage_label`), which share training code,
+#: data pipelines and architecture habits that the families' own offsets would otherwise repeat.
+LINEAGE = "lineage"
 FAMILY = "family"
 #: A model size within its family (family x N): the rows of one trained network, whatever
 #: its checkpoint, quantizer or evaluation set, share its idiosyncrasies.
@@ -27,7 +31,7 @@ EVAL_SET = "eval_set"
 GRID = "grid"
 
 #: Grouping factors known to the hierarchy, in the order they are reported.
-GROUPS: tuple[str, ...] = (FAMILY, SIZE, QUANTIZER, EVAL_SET)
+GROUPS: tuple[str, ...] = (LINEAGE, FAMILY, SIZE, QUANTIZER, EVAL_SET)
 
 # Model-scale covariates are logs of raw quantities divided by typical values, so that
 # intercepts describe a 1B-parameter model trained on 1T tokens quantized to 4 bits and

@@ -515,7 +515,7 @@ def test_residual_scale_by_group_round_trips():
 
 
 @pytest.mark.parametrize(("lik", "match"), [
-    ({"sigma_by": "model"}, r"likelihood.sigma_by: unknown group 'model'; known: \['family'"),
+    ({"sigma_by": "model"}, r"likelihood.sigma_by: unknown group 'model'; known: \['lineage', 'family'"),
     ({"sigma_by": 3}, r"likelihood: 'sigma_by' must be str, got 3"),
     ({"sigma_by": "family", "sigma_sd": {"dist": "normal", "mu": 0.0, "sigma": 1.0}},
      r"likelihood.sigma_sd needs a positive prior, got 'normal'"),

@@ -7,13 +7,14 @@ both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, QUANTIZER, SIZE
+from bayesqid.constants import EVAL_SET, FAMILY, GROUPS, LINEAGE, QUANTIZER, SIZE
 from bayesqid.data.cells import (
     UNKNOWN,
     parse_annealed,
@@ -73,19 +74,37 @@ class Design:
         return len(next(iter(self.x.values())))
 
 
+# A family name ends in its version: "Llama-3.2", "Qwen2.5", "LLaMA-1", "Gemma-2", "OPT-v2".
+_VERSION = re.compile(r"[-_ ]?v?\d+(?:\.\d+)*$", re.IGNORECASE)
+
+
+def lineage_label(family: str) -> str:
+    """Level label of a family's lineage: its name without the trailing version, case-folded.
+
+    ``"Llama-3.2"``, ``"Llama-2"`` and ``"LLaMA-1"`` are all ``"llama"``; ``"Qwen2.5"`` is
+    ``"qwen"``; ``"TinyLlama"`` and ``"Spectra-FloatLM"`` are their own. A rule on the name rather
+    than a list, so that a family the package has never seen (a user's next release) finds its
+    relatives by the name the user gives it, and a name without a version is a lineage of one.
+    """
+    stem = _VERSION.sub("", family.strip())
+    return (stem or family).casefold()
+
+
 def size_label(family: str, params: float) -> str:
     """Level label of a model size within its family: ``"Llama-2 6.74e+09"``."""
     return f"{family} {float(params):.4g}"
 
 
 def group_labels(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Level label of every row for each grouping factor (quantizer = method + group size;
-    size = family + N, so a grid row at a fitted family's fitted N reuses that network's offset
-    and any other N draws a new one)."""
+    """Level label of every row for each grouping factor (lineage from the family's name;
+    quantizer = method + group size; size = family + N, so a grid row at a fitted family's
+    fitted N reuses that network's offset and any other N draws a new one)."""
     quant = [quantizer_label(m, g) for m, g in zip(frame["method"], frame["group_size"], strict=True)]
     sizes = [size_label(f, n) for f, n in zip(frame["family"].astype(str), frame["params"], strict=True)]
+    families = frame["family"].astype(str).to_numpy()
     return {
-        FAMILY: frame["family"].astype(str).to_numpy(),
+        LINEAGE: np.asarray([lineage_label(f) for f in families], dtype=object).astype(str),
+        FAMILY: families,
         SIZE: np.asarray(sizes, dtype=object).astype(str),
         QUANTIZER: np.asarray(quant, dtype=object).astype(str),
         EVAL_SET: frame["eval_set"].astype(str).to_numpy(),

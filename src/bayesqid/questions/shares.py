@@ -6,7 +6,8 @@ draws,
 ``log_mu`` is the sum of the contributions of, in order,
 
 1. the population **coefficients** (population values and recipe shifts),
-2. the **family** (a new family's draw from the population, or a known family's posterior),
+2. the **family** (a new family's draw from the population, or a known family's posterior;
+   with its lineage's offset where the spec has one),
 3. the **size** (the model's own offset within its family, where the spec has one: a size the
    fit has not seen draws it from the family's spread of sizes),
 4. the **quantizer**, 5. the **evaluation set**
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayesqid.constants import CI_PROB, EVAL_SET, FAMILY, QUANTIZER, SIZE
+from bayesqid.constants import CI_PROB, EVAL_SET, FAMILY, LINEAGE, QUANTIZER, SIZE
 from bayesqid.data.design import Design
 from bayesqid.lang.effects import compose
 from bayesqid.lang.spec import ModelSpec
@@ -53,7 +54,7 @@ CHUNK = 200
 #: Conditioning order: (column, the effect groups added at that step).
 _STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("share_coefficients", ()),
-    ("share_family", (FAMILY,)),
+    ("share_family", (LINEAGE, FAMILY)),  # a family is its lineage's offset plus its own
     ("share_size", (SIZE,)),
     ("share_quantizer", (QUANTIZER,)),
     ("share_eval_set", (EVAL_SET,)),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bayesqid.constants import GROUPS, SIZE
+from bayesqid.constants import GROUPS, LINEAGE, SIZE
 from bayesqid.errors import RunError, SpecError
 from bayesqid.lang.effects import sd_name, z_name
 from bayesqid.lang.spec import ModelSpec
@@ -152,8 +152,9 @@ def check_contents(idata: az.InferenceData, spec: ModelSpec, levels: dict[str, l
 
 def _levels(raw: object) -> dict[str, list[str]]:
     """The stored fitted levels, checked: a list of text labels for every group."""
-    # Runs saved before the size group existed carry no size levels: their specs cannot vary by it.
-    raw = {SIZE: [], **raw} if isinstance(raw, dict) else raw
+    # Runs saved before the size and lineage groups existed carry no levels of them: their specs
+    # cannot vary by them.
+    raw = {SIZE: [], LINEAGE: [], **raw} if isinstance(raw, dict) else raw
     if not (isinstance(raw, dict) and all(
             isinstance(raw.get(g), list) and all(isinstance(v, str) for v in raw[g]) for g in GROUPS)):
         raise TypeError("levels")
