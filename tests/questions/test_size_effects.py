@@ -85,3 +85,24 @@ def test_a_run_saved_before_the_size_group_still_loads(mock_run, tmp_path):
     assert run.levels[SIZE] == ()
     table = bq.predict(run, default_grid(family="Llama-2"))
     assert (table["share_size"] == 0).all()
+
+
+def test_a_new_size_of_a_known_family_integrates_its_offset_by_quadrature(sized_run, monkeypatch):
+    # The quadrature over the new size's intercept offset against its definition: the mean over
+    # many Monte Carlo draws of that offset (the path every other unseen effect takes).
+    from bayesqid.questions import training
+
+    rows = pd.DataFrame({"family": "Llama-2", "params": 5e9, "bits": [2, 3, 4], "method": "GPTQ",
+                         "group_size": 128, "eval_set": "wikitext2", "qid": [1.5, 0.3, 0.08]})
+    rows["group_size"] = rows["group_size"].astype("Int64")
+    design = build_design(rows.assign(tokens=1e12), sized_run.levels)
+    assert training._shared_intercept_offsets(sized_run, design) == [(SIZE, "log_k")]
+    quad = bq.training_level(sized_run, rows, family="Llama-2", grid_size=41)
+    monkeypatch.setattr(training, "_shared_intercept_offsets", lambda run, design: None)
+    mc = bq.training_level(sized_run, rows, family="Llama-2", grid_size=41, effect_draws=3000)
+    np.testing.assert_allclose(quad.grid["mass"], mc.grid["mass"], atol=0.01)
+    for col in ("tokens_lower", "tokens_median", "tokens_upper"):
+        assert abs(np.log10(quad.summary[col].iloc[0] / mc.summary[col].iloc[0])) < 0.1, col
+    # A new family has effects on every coefficient: copies, not quadrature.
+    new = build_design(rows.assign(family="Zeta", tokens=1e12), sized_run.levels)
+    assert training._shared_intercept_offsets(sized_run, new) is None

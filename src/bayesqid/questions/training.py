@@ -9,6 +9,12 @@ posterior draw, multiplied by a log-uniform prior and normalised:
 
 This propagates the population posterior (not a point estimate) and is exact up to Monte
 Carlo and grid error; :attr:`TrainingLevel.ess` says how many draws carry the answer.
+
+A model of a fitted family at a size the fit has not seen (a held-out checkpoint, a new size)
+has one unseen offset, on the intercept, shared by all its rows: a Normal number per posterior
+draw, integrated by Gauss-Hermite quadrature instead of ``effect_draws`` Monte Carlo copies. With
+a hundred rows the joint likelihood is so peaked in that offset that a few random copies leave
+the answer resting on one or two of them; the quadrature integrates it for every draw.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from bayesqid.constants import CI_PROB, TOKENS_SCALE
 from bayesqid.data.dataset import QID_SOURCES, read_table, validate
 from bayesqid.data.design import NEW_LEVEL, Design, build_design
 from bayesqid.errors import DataError
+from bayesqid.lang.effects import compose, sd_name
 from bayesqid.lang.likelihood import NUMPY, observe, pointwise_logp
 from bayesqid.questions.inverse import check_family, check_prob, check_range, new_levels
 from bayesqid.questions.predict import NEW_FAMILY
 from bayesqid.questions.shares import SHARE_COLUMNS, variance_shares
-from bayesqid.sampling.draws import n_samples, row_sigma, row_theta
+from bayesqid.sampling.draws import flat, n_samples, row_offsets, row_sigma, row_theta
 from bayesqid.sampling.run import Run
 
 #: Columns of a measurements table (``group_size``, ``model`` and ``source`` optional).
@@ -46,6 +53,10 @@ DEFAULT_GRID_SIZE = 301
 
 #: Family-effect draws per posterior draw: reduces the Monte Carlo noise of the average.
 DEFAULT_EFFECT_DRAWS = 8
+
+#: Gauss-Hermite nodes over a shared unseen intercept offset (module doc): exact for a
+#: polynomial of degree 47 times the Normal, ample for a likelihood a few offset-sds wide.
+QUADRATURE_NODES = 24
 
 #: Thresholds reported as P(D > threshold).
 THRESHOLDS: tuple[float, ...] = (1e12, 1e13, 1e14)
@@ -159,6 +170,44 @@ def _effect_copies(design: Design, k: int) -> Design:
                   recipe={key: np.concatenate([c.recipe[key] for c in copies]) for key in design.recipe})
 
 
+def _shared_intercept_offsets(run: Run, design: Design) -> list[tuple[str, str]] | None:
+    """The unseen (group, intercept) offsets that every row shares, when they are the only unseen
+    effects (quadrature applies, module doc); None when any other unseen effect needs copies."""
+    law = run.spec.law_obj
+    keys = []
+    for eff in run.spec.effects:
+        new = design.codes[eff.group] == NEW_LEVEL
+        if not new.any():
+            continue
+        one_level = new.all() and len(set(design.labels[eff.group])) == 1
+        if not (one_level and law.intercept is not None and set(eff.params) == {law.intercept}
+                and eff.nu_of(law.intercept) is None):
+            return None
+        keys.append((eff.group, law.intercept))
+    return keys or None
+
+
+def _joint_log_like(run: Run, design: Design, theta: dict[str, np.ndarray], sigma: np.ndarray,
+                    y: np.ndarray, censored: np.ndarray, log_d: np.ndarray, *,
+                    cols: slice, shift: np.ndarray | None = None) -> np.ndarray:
+    """Joint log-likelihood of the measurements at columns ``cols`` of ``design``, per (draw, D),
+    with ``shift`` (per draw) added to every log-mean."""
+    n_meas = cols.stop - cols.start
+    per = max(1, CHUNK // len(log_d))  # measurements per chunk: memory ~ draws x CHUNK doubles
+    ll = np.zeros((n_samples(run.idata), len(log_d)))
+    for start in range(0, n_meas, per):
+        m = slice(start, min(n_meas, start + per))
+        c = slice(cols.start + m.start, cols.start + m.stop)
+        x = {key: v[c, None] for key, v in design.x.items()} | {"log_d": log_d}
+        log_mu = run.spec.law_obj.log_mu(x, {p: v[:, c, None] for p, v in theta.items()})
+        if shift is not None:
+            log_mu = log_mu + shift[:, None, None]
+        scale = (sigma if sigma.shape[1] == 1 else sigma[:, c])[:, :, None]
+        lp = pointwise_logp(y[m, None], censored[m, None], log_mu, scale, run.spec.likelihood, NUMPY)
+        ll += lp.sum(axis=1)
+    return ll
+
+
 def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None = None,
                    new_family: bool = False, prior: Sequence[float] = DEFAULT_PRIOR,
                    grid_size: int = DEFAULT_GRID_SIZE, effect_draws: int = DEFAULT_EFFECT_DRAWS,
@@ -221,33 +270,42 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
     # on the measurement rows, then evaluate the law on the (draw, measurement, grid D) cube.
     rows = frame.assign(family=label, tokens=TOKENS_SCALE)
     design = build_design(rows, run.levels)
-    # A known family with known quantizers and evaluation sets has nothing to draw.
-    nothing_new = all((design.codes[g] != NEW_LEVEL).all() for g in design.codes)
-    n_copies = 1 if family is not None and nothing_new else int(effect_draws)
-    copies = _effect_copies(design, n_copies)
     n_draws = n_samples(run.idata)
-    theta = {p: np.broadcast_to(v, (n_draws, n_copies * n_meas))
-             for p, v in row_theta(run.idata, run.spec, copies, seed=seed).items()}
-    law = run.spec.law_obj
     log_d = np.log(10.0**log10_d / TOKENS_SCALE)
     y, censored = observe(frame["qid"].to_numpy(float), run.spec.likelihood)
-    # Residual scales per (draw, copy row), or one column when every row shares one scale.
-    sigma = row_sigma(run.idata, run.spec, copies, seed=seed)
-    per = max(1, CHUNK // n_grid)  # measurements per chunk: memory ~ draws x CHUNK doubles
     log_like = np.full(n_grid, -np.inf)
     draw_weight = []
-    for j in range(n_copies):
-        ll = np.zeros((n_draws, n_grid))  # joint log-likelihood of all measurements, per draw and D
-        for start in range(0, n_meas, per):
-            m = slice(start, min(n_meas, start + per))
-            cols = slice(j * n_meas + m.start, j * n_meas + m.stop)
-            x = {key: v[cols, None] for key, v in copies.x.items()} | {"log_d": log_d}
-            log_mu = law.log_mu(x, {p: v[:, cols, None] for p, v in theta.items()})
-            scale = (sigma if sigma.shape[1] == 1 else sigma[:, cols])[:, :, None]
-            lp = pointwise_logp(y[m, None], censored[m, None], log_mu, scale, run.spec.likelihood, NUMPY)
-            ll += lp.sum(axis=1)
-        log_like = np.logaddexp(log_like, logsumexp(ll, axis=0))
+    quadrature = _shared_intercept_offsets(run, design) if family is not None else None
+    if quadrature:
+        # The unseen offsets at zero; their sum is Normal(0, sum of their sds^2) per draw.
+        values, offsets = row_offsets(run.idata, run.spec, design, seed=seed)
+        for key in quadrature:
+            offsets[key] = np.zeros_like(offsets[key])
+        theta = {p: np.broadcast_to(v, (n_draws, n_meas))
+                 for p, v in compose(run.spec, values, offsets).items()}
+        scale_u = np.sqrt(sum(flat(run.idata, sd_name(g, p)) ** 2 for g, p in quadrature))
+        nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+        log_w = np.log(weights) - 0.5 * np.log(2 * np.pi)  # weights of the standard Normal
+        sigma = row_sigma(run.idata, run.spec, design, seed=seed)
+        ll = logsumexp([lw + _joint_log_like(run, design, theta, sigma, y, censored, log_d,
+                                             cols=slice(0, n_meas), shift=scale_u * node)
+                        for node, lw in zip(nodes, log_w, strict=True)], axis=0)
+        log_like = logsumexp(ll, axis=0)
         draw_weight.append(logsumexp(ll, axis=1))
+    else:
+        # A known family with known quantizers and evaluation sets has nothing to draw.
+        nothing_new = all((design.codes[g] != NEW_LEVEL).all() for g in design.codes)
+        n_copies = 1 if family is not None and nothing_new else int(effect_draws)
+        copies = _effect_copies(design, n_copies)
+        theta = {p: np.broadcast_to(v, (n_draws, n_copies * n_meas))
+                 for p, v in row_theta(run.idata, run.spec, copies, seed=seed).items()}
+        # Residual scales per (draw, copy row), or one column when every row shares one scale.
+        sigma = row_sigma(run.idata, run.spec, copies, seed=seed)
+        for j in range(n_copies):
+            ll = _joint_log_like(run, copies, theta, sigma, y, censored, log_d,
+                                 cols=slice(j * n_meas, (j + 1) * n_meas))
+            log_like = np.logaddexp(log_like, logsumexp(ll, axis=0))
+            draw_weight.append(logsumexp(ll, axis=1))
     # Uniform prior on the log grid: the posterior is the normalised averaged likelihood.
     w = np.concatenate(draw_weight)
     w = np.exp(w - logsumexp(w))
