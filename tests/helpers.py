@@ -59,3 +59,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def saved_without_levels(run, group: str, path: Path):
+    """``run`` saved to ``path`` as a run made before ``group`` existed (no stored levels of it),
+    and loaded back."""
+    import json
+
+    from bayesqid.sampling.run import load_run
+
+    idata = run.idata.copy()
+    levels = json.loads(idata.attrs["levels"])
+    del levels[group]
+    idata.attrs["levels"] = json.dumps(levels)
+    idata.to_netcdf(path)
+    return load_run(path)

@@ -49,7 +49,8 @@ TABLE_1 = {
 }
 
 #: The fitted levels of fabricated runs: Ouyang et al.'s setting (Pythia, GPTQ g128, WikiText-2).
-LEVELS = {"lineage": ("pythia",), "family": ("Pythia",), "size": (), "quantizer": ("GPTQ g128",), "eval_set": ("wikitext2",)}
+LEVELS = {"lineage": ("pythia",), "family": ("Pythia",), "size": (), "quantizer": ("GPTQ g128",),
+          "eval_set": ("wikitext2",)}
 
 
 def per_bit(k: float, beta: float, alpha: float) -> dict[str, float]:

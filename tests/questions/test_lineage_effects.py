@@ -3,7 +3,6 @@ relatives by its name."""
 
 from __future__ import annotations
 
-import json
 import tomllib
 
 import numpy as np
@@ -16,7 +15,7 @@ from bayesqid.constants import FAMILY, LINEAGE
 from bayesqid.data.design import NEW_LEVEL, build_design, lineage_label
 from bayesqid.questions.predict import default_grid
 from bayesqid.questions.shares import SHARE_COLUMNS
-from bayesqid.sampling.run import load_run
+from helpers import saved_without_levels
 
 LINEAGED = """
 spec_version = 1
@@ -74,12 +73,6 @@ def test_a_new_family_of_a_known_lineage_draws_only_its_own_offset(lineage_run):
 
 
 def test_a_run_saved_before_the_lineage_group_still_loads(mock_run, tmp_path):
-    idata = mock_run.idata.copy()
-    levels = json.loads(idata.attrs["levels"])
-    del levels[LINEAGE]
-    idata.attrs["levels"] = json.dumps(levels)
-    path = tmp_path / "old.nc"
-    idata.to_netcdf(path)
-    run = load_run(path)
+    run = saved_without_levels(mock_run, LINEAGE, tmp_path / "old.nc")
     assert run.levels[LINEAGE] == ()
     bq.predict(run, default_grid(family="Llama-2"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 
 import numpy as np
@@ -15,7 +14,7 @@ from bayesqid.constants import SIZE
 from bayesqid.data.design import NEW_LEVEL, build_design, size_label
 from bayesqid.questions.predict import default_grid
 from bayesqid.questions.shares import SHARE_COLUMNS
-from bayesqid.sampling.run import load_run
+from helpers import saved_without_levels
 
 SIZED = """
 spec_version = 1
@@ -75,13 +74,7 @@ def test_share_size_is_zero_without_a_size_effect_and_positive_with_one(mock_run
 
 
 def test_a_run_saved_before_the_size_group_still_loads(mock_run, tmp_path):
-    idata = mock_run.idata.copy()
-    levels = json.loads(idata.attrs["levels"])
-    del levels[SIZE]
-    idata.attrs["levels"] = json.dumps(levels)
-    path = tmp_path / "old.nc"
-    idata.to_netcdf(path)
-    run = load_run(path)
+    run = saved_without_levels(mock_run, SIZE, tmp_path / "old.nc")
     assert run.levels[SIZE] == ()
     table = bq.predict(run, default_grid(family="Llama-2"))
     assert (table["share_size"] == 0).all()

@@ -10,8 +10,9 @@ posterior draw, multiplied by a log-uniform prior and normalised:
 This propagates the population posterior (not a point estimate) and is exact up to Monte
 Carlo and grid error; :attr:`TrainingLevel.ess` says how many draws carry the answer.
 
-A model of a fitted family at a size the fit has not seen (a held-out checkpoint, a new size)
-has one unseen offset, on the intercept, shared by all its rows: a Normal number per posterior
+A model of a fitted family at a size the fit has not seen (a held-out checkpoint, a new size),
+or of a new family under a spec whose family effects are intercepts only, has unseen offsets
+on the intercept alone, shared by all its rows: a Normal number per posterior
 draw, integrated by Gauss-Hermite quadrature instead of ``effect_draws`` Monte Carlo copies. With
 a hundred rows the joint likelihood is so peaked in that offset that a few random copies leave
 the answer resting on one or two of them; the quadrature integrates it for every draw.
@@ -241,7 +242,8 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
         Mass of the central interval.
     seed : int, optional
         Seed of the new-level effect draws (default: the run's seed; the first of the
-        ``effect_draws`` copies then uses exactly ``predict``'s new-family effects).
+        ``effect_draws`` copies then uses exactly ``predict``'s new-family effects; unused where
+        the unseen offsets are integrated by quadrature).
 
     Returns
     -------
@@ -275,7 +277,7 @@ def training_level(run: Run, measurements: pd.DataFrame, *, family: str | None =
     y, censored = observe(frame["qid"].to_numpy(float), run.spec.likelihood)
     log_like = np.full(n_grid, -np.inf)
     draw_weight = []
-    quadrature = _shared_intercept_offsets(run, design) if family is not None else None
+    quadrature = _shared_intercept_offsets(run, design)
     if quadrature:
         # The unseen offsets at zero; their sum is Normal(0, sum of their sds^2) per draw.
         values, offsets = row_offsets(run.idata, run.spec, design, seed=seed)
