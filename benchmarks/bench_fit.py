@@ -5,9 +5,9 @@ sampling) on the same bundled reference data and compared on min bulk ESS per se
 process and sampling alone (the anchor's own timer starts after its imports and data loading).
 
 Usage: python benchmarks/bench_fit.py [--fits SPEC:SAMPLER[:ENGINE] ...] [--anchors SAMPLER ...]
-Default: the default spec (ouyang_sharp) with nutpie and with PyMC's sampler, the previous
-default (ouyang) with nutpie, ouyang_normal with nutpie, and ouyang on the direct engine (the
-pre-whitening baseline); the anchor with PyMC's sampler and with nutpie.
+Default: the default spec (ouyang_lineage) with nutpie and with PyMC's sampler, the previous
+defaults (ouyang_sharp, ouyang) with nutpie, and ouyang on the direct engine (the pre-whitening
+baseline); the anchor with PyMC's sampler and with nutpie.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def bench_anchor(sampler: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fits", nargs="+", default=["ouyang_sharp:nutpie", "ouyang_sharp:pymc", "ouyang:nutpie",
-                                                      "ouyang_normal:nutpie", "ouyang:nutpie:direct"])
+    parser.add_argument("--fits", nargs="+", default=["ouyang_lineage:nutpie", "ouyang_lineage:pymc",
+                                                      "ouyang_sharp:nutpie", "ouyang:nutpie",
+                                                      "ouyang:nutpie:direct"])
     parser.add_argument("--anchors", nargs="+", default=["pymc", "nutpie"])
     args = parser.parse_args()
     rows = {}

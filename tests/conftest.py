@@ -69,6 +69,13 @@ def default_spec() -> bq.ModelSpec:
     return bq.load_spec()
 
 
+@pytest.fixture(scope="session")
+def sharp_spec() -> bq.ModelSpec:
+    """The previous default, ``ouyang_sharp``: family offsets without lineage or size offsets, for
+    tests of how one group's offsets compose that other groups' draws would blur."""
+    return bq.load_spec("ouyang_sharp")
+
+
 # --- the one real NUTS fit of the session -------------------------------------------------------
 
 
@@ -194,3 +201,10 @@ def mock_run(reference, default_spec) -> Run:
     Shared by the session: tests must not mutate it (copy ``run.idata`` first).
     """
     return make_mock_run(reference, default_spec)
+
+
+@pytest.fixture(scope="session")
+def sharp_mock_run(reference, sharp_spec) -> Run:
+    """A mock run (as :func:`mock_run`) of ``ouyang_sharp``, a spec without lineage or size offsets:
+    what a run saved before those groups existed was fitted with."""
+    return make_mock_run(reference, sharp_spec)

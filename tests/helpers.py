@@ -74,3 +74,11 @@ def saved_without_levels(run, group: str, path: Path):
     idata.attrs["levels"] = json.dumps(levels)
     idata.to_netcdf(path)
     return load_run(path)
+
+
+def drawn(new_levels) -> dict[str, str]:
+    """``new_levels`` text (``"family=new family;size=new family 1e+09"``) as group -> label;
+    empty for a row with no unseen level (an empty or missing cell)."""
+    if not isinstance(new_levels, str) or not new_levels:
+        return {}
+    return dict(part.split("=", 1) for part in new_levels.split(";"))

@@ -13,6 +13,7 @@ import pytest
 import bayesqid as bq
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
 from bayesqid.data.dataset import GRID_COLUMNS
+from bayesqid.data.design import size_label
 from bayesqid.questions.predict import BAND_COLUMNS, default_grid
 from bayesqid.sampling.run import load_run
 from helpers import one_line, write_rows
@@ -197,7 +198,7 @@ def test_fit_command_saves_prints_and_passes_settings(fake_fit, mock_run, tmp_pa
     cfg = call["config"]
     assert (cfg.sampler, cfg.draws, cfg.tune, cfg.chains, cfg.seed) == ("pymc", 50, 60, 3, 7)
     assert 1 <= cfg.cores <= 3
-    assert call["spec"].name == "ouyang_sharp" and call["dataset"].path == "<bundled reference>"
+    assert call["spec"].name == "ouyang_lineage" and call["dataset"].path == "<bundled reference>"
     out, err = capsys.readouterr()
     assert out.startswith("convergence gate: ")
     assert f"run saved to {out_run}" in out
@@ -233,7 +234,8 @@ def test_predict_prints_the_default_table(ci_run_path, capsys):
 
 @pytest.mark.nuts
 def test_predict_grid_to_csv(ci_run_path, tmp_path, capsys):
-    grid = pd.concat([default_grid(), default_grid(family="OPT", params=(1.2e9,), eval_set="c4")],
+    # OPT-1.3B at its own N: a fitted size, so those rows draw no offset.
+    grid = pd.concat([default_grid(), default_grid(family="OPT", params=(1208602624.0,), eval_set="c4")],
                      ignore_index=True)
     grid["note"] = [f"row{i}" for i in range(len(grid))]
     grid_path = tmp_path / "grid.csv"
@@ -250,7 +252,10 @@ def test_predict_grid_to_csv(ci_run_path, tmp_path, capsys):
     assert (table["convergence_gate"] == expected).all()
     assert len(table) == len(grid)
     assert list(table["note"]) == list(grid["note"])
-    assert (table["new_levels"][:12] == "family=new family").all()
+    # The default varies by lineage and size: a new family draws all three offsets.
+    drawn = [f"lineage=new family;family=new family;size={size_label('new family', n)}"
+             for n in table["params"][:12]]
+    assert list(table["new_levels"][:12]) == drawn
     assert (table["new_levels"][12:] == "").all()
     for band in ("mean", "pred"):
         assert (table[f"{band}_lower"] <= table[f"{band}_median"]).all()

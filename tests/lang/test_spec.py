@@ -62,9 +62,9 @@ def spec_error(raw: dict, *fragments: str) -> str:
 
 
 def test_default_spec_is_shipped():
-    assert {"ouyang", "ouyang_sharp"} <= set(SHIPPED)
-    assert load_spec().name == "ouyang_sharp"
-    assert load_spec() == load_spec("ouyang_sharp") == load_spec(available_specs()["ouyang_sharp"])
+    assert {"ouyang", "ouyang_sharp", "ouyang_lineage"} <= set(SHIPPED)
+    assert load_spec().name == "ouyang_lineage"
+    assert load_spec() == load_spec("ouyang_lineage") == load_spec(available_specs()["ouyang_lineage"])
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -19,7 +19,7 @@ import xarray as xr
 import bayesqid as bq
 from bayesqid.cli import EXIT_OK, EXIT_USAGE, main
 from bayesqid.constants import GROUPS, TOKENS_SCALE
-from bayesqid.data.design import build_design
+from bayesqid.data.design import build_design, size_label
 from bayesqid.errors import BayesqidError, DataError
 from bayesqid.lang.effects import sd_name, z_name
 from bayesqid.lang.laws import LAWS, OUYANG, Law, Parameter, covariates, published_ouyang, register
@@ -32,6 +32,7 @@ from bayesqid.questions.training import load_measurements, training_level, valid
 from bayesqid.sampling.diagnostics import Diagnostics
 from bayesqid.sampling.draws import flat, row_log_mu
 from bayesqid.sampling.run import Run
+from helpers import drawn
 
 TARGETS = (0.2, 0.3, 0.4, 0.5)
 SIZES = (1e9, 7e9, 70e9, 405e9)
@@ -153,13 +154,22 @@ def test_budget_columns_order_and_determinism(mock_run):
     assert list(out.columns) == list(BUDGET_COLUMNS)
     assert list(zip(out["qid_target"], out["params"], out["bits"], strict=True)) == [
         (t, n, b) for t in (0.3, 0.1) for n in (7e9, 1e9) for b in (4, 3)]
-    assert (out["family"] == NEW_FAMILY).all() and (out["new_levels"] == "family=new family").all()
+    assert (out["family"] == NEW_FAMILY).all()
+    # A new family of the default draws a lineage, a family and a size offset.
+    assert [drawn(t) for t in out["new_levels"]] == [
+        {"family": NEW_FAMILY, "lineage": NEW_FAMILY, "size": size_label(NEW_FAMILY, n)}
+        for n in out["params"]]
     pd.testing.assert_frame_equal(out, token_budget(mock_run, **kw))
     assert not out.equals(token_budget(mock_run, **kw, seed=5))
     assert _ordered(out)
     assert out["frac_never"].between(0, 1).all() and out["frac_below"].between(0, 1).all()
-    known = token_budget(mock_run, **kw, family="OPT", method="RTN", group_size=None, eval_set="c4")
+    opt = {"family": "OPT", "method": "RTN", "group_size": None, "eval_set": "c4"}
+    # OPT-6.7B at its own N: a fitted size, no offset drawn; other sizes of OPT draw a size offset.
+    known = token_budget(mock_run, **(kw | {"params": [6444163072.0]}), **opt)
     assert (known["new_levels"] == "").all() and known["group_size"].isna().all()
+    other = token_budget(mock_run, **kw, **opt)
+    assert [drawn(t) for t in other["new_levels"]] == [{"size": size_label("OPT", n)}
+                                                        for n in other["params"]]
 
 
 def test_budget_uses_the_same_draws_as_predict(default_spec):
@@ -333,7 +343,9 @@ def test_training_level_posterior_on_reference_models(ci_run, reference):
         assert level.prior == (1e9, 1e15) and level.prob == bq.CI_PROB and level.ess > 50
         assert 1e9 <= s["tokens_lower"] < s["tokens_median"] < s["tokens_upper"] <= 1e15
         assert 1 >= s["p_gt_1e12"] >= s["p_gt_1e13"] >= s["p_gt_1e14"] >= 0
-        assert s["n_measurements"] == len(rows) and s["new_levels"] == "family=new family"
+        assert s["n_measurements"] == len(rows)
+        assert drawn(s["new_levels"]).keys() == {"lineage", "family", "size"}
+        assert drawn(s["new_levels"])["family"] == "new family"
         # Not a requirement of the method, a sanity check: the published D is inside the band.
         assert s["tokens_lower"] < true_d < s["tokens_upper"], (family, true_d, s.to_dict())
         # The rows' order is irrelevant.
@@ -377,7 +389,8 @@ def test_training_level_draws_unseen_levels(ci_run):
     level = training_level(ci_run, frame)
     s = level.summary.iloc[0]
     assert s["family"] == "OPT"
-    assert s["new_levels"] == "eval_set=newset;family=new family;quantizer=NewQuant g128"
+    assert drawn(s["new_levels"]) == {"eval_set": "newset", "family": "new family", "lineage": "new family",
+                                      "quantizer": "NewQuant g128", "size": size_label("new family", 1e9)}
     assert level.grid["mass"].sum() == pytest.approx(1.0) and s["tokens_lower"] < s["tokens_upper"]
     # More effect draws per posterior draw: a different Monte Carlo estimate of the same posterior.
     more = training_level(ci_run, frame, effect_draws=16).summary.iloc[0]
@@ -435,7 +448,8 @@ def test_cli_tokens_options(ci_run_path, tmp_path, capsys):
     assert code == EXIT_OK
     table = pd.read_csv(out)
     assert len(table) == 2 and (table["method"] == "RTN").all() and table["group_size"].isna().all()
-    assert (table["family"] == "OPT").all() and table["new_levels"].isna().all()
+    # 7e9 is not one of OPT's sizes: only a size offset is drawn.
+    assert (table["family"] == "OPT").all() and (table["new_levels"] == "size=OPT 7e+09").all()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -72,7 +72,7 @@ def test_a_new_family_of_a_known_lineage_draws_only_its_own_offset(lineage_run):
                            table.loc[stranger, "pred_median"].to_numpy())
 
 
-def test_a_run_saved_before_the_lineage_group_still_loads(mock_run, tmp_path):
-    run = saved_without_levels(mock_run, LINEAGE, tmp_path / "old.nc")
+def test_a_run_saved_before_the_lineage_group_still_loads(sharp_mock_run, tmp_path):
+    run = saved_without_levels(sharp_mock_run, LINEAGE, tmp_path / "old.nc")
     assert run.levels[LINEAGE] == ()
     bq.predict(run, default_grid(family="Llama-2"))

@@ -10,6 +10,7 @@ import pytest
 
 from bayesqid.constants import CI_PROB, DEFAULT_TABLE_BITS, DEFAULT_TABLE_PARAMS, DEFAULT_TABLE_TOKENS
 from bayesqid.data.dataset import GRID_COLUMNS
+from bayesqid.data.design import lineage_label, size_label
 from bayesqid.errors import BayesqidError
 from bayesqid.questions.predict import BAND_COLUMNS, NEW_FAMILY, default_grid, format_table, predict
 
@@ -21,14 +22,14 @@ MEAN, PRED = BANDS[:3], BANDS[3:]
 
 
 def known_grid(run) -> pd.DataFrame:
-    """Rows for families, quantizers and eval sets the run has seen."""
+    """Rows for families, sizes (the fitted N), quantizers and eval sets the run has seen."""
     rows = [
-        {"family": "OPT", "params": 1.2e9, "tokens": 1.8e11, "bits": 3, "method": "GPTQ", "group_size": 128,
-         "eval_set": "wikitext2"},
-        {"family": "LLaMA-1", "params": 6.5e9, "tokens": 1e12, "bits": 4, "method": "RTN", "group_size": None,
-         "eval_set": "c4"},
-        {"family": "OLMo", "params": 1e9, "tokens": 3e12, "bits": 2, "method": "AWQ", "group_size": 128,
-         "eval_set": "wikitext2"},
+        {"family": "OPT", "params": 1208602624.0, "tokens": 1.8e11, "bits": 3, "method": "GPTQ",
+         "group_size": 128, "eval_set": "wikitext2"},
+        {"family": "LLaMA-1", "params": 6476271616.0, "tokens": 1e12, "bits": 4, "method": "RTN",
+         "group_size": None, "eval_set": "c4"},
+        {"family": "OLMo", "params": 1073741824.0, "tokens": 3e12, "bits": 2, "method": "AWQ",
+         "group_size": 128, "eval_set": "wikitext2"},
     ]
     grid = pd.DataFrame(rows, columns=list(GRID_COLUMNS))
     grid["group_size"] = grid["group_size"].astype("Int64")
@@ -90,7 +91,8 @@ def test_new_levels_are_named(mock_run):
     known = out.iloc[:3]
     assert (known["new_levels"] == "").all()
     table = out.iloc[3:15]
-    assert (table["new_levels"] == f"family={NEW_FAMILY}").all()
+    assert list(table["new_levels"]) == [
+        f"lineage={NEW_FAMILY};family={NEW_FAMILY};size={size_label(NEW_FAMILY, n)}" for n in table["params"]]
     assert out["new_levels"].iloc[15] == "quantizer=NewQuant g128"
     assert out["new_levels"].iloc[16] == "eval_set=newset"
 
@@ -98,7 +100,8 @@ def test_new_levels_are_named(mock_run):
 def test_several_new_levels_in_one_row(mock_run):
     grid = default_grid(params=(1e9,), bits=(3,), method="Brand", group_size=None, eval_set="other")
     out = predict(mock_run, grid)
-    assert out["new_levels"][0] == f"family={NEW_FAMILY};quantizer=Brand per-channel;eval_set=other"
+    new = f"lineage={NEW_FAMILY};family={NEW_FAMILY};size={size_label(NEW_FAMILY, 1e9)}"
+    assert out["new_levels"][0] == f"{new};quantizer=Brand per-channel;eval_set=other"
 
 
 def test_same_seed_same_output(mock_run):
@@ -208,7 +211,9 @@ def test_mean_band_matches_the_law_on_the_draws(mock_run):
     levels = mock_run.levels
     x = covariates([row.params], [row.tokens], [row.bits])
     theta = {p: flat(mock_run.idata, p) for p in mock_run.spec.law_obj.param_names}
-    label = {"family": row.family, "quantizer": f"{row.method} g{row.group_size}", "eval_set": row.eval_set}
+    label = {"lineage": lineage_label(row.family), "family": row.family,
+             "size": size_label(row.family, row.params), "quantizer": f"{row.method} g{row.group_size}",
+             "eval_set": row.eval_set}
     for eff in mock_run.spec.effects:
         i = levels[eff.group].index(label[eff.group])
         for p in eff.params:

@@ -63,9 +63,9 @@ def test_rows_of_one_unseen_size_share_one_offset_per_draw(sized_run):
                                alone["pred_upper"].to_numpy(), rtol=1e-12)
 
 
-def test_share_size_is_zero_without_a_size_effect_and_positive_with_one(mock_run, sized_run):
+def test_share_size_is_zero_without_a_size_effect_and_positive_with_one(sharp_mock_run, sized_run):
     grid = default_grid(family="Llama-2", params=(5e9,))
-    plain = bq.predict(mock_run, grid)
+    plain = bq.predict(sharp_mock_run, grid)
     sized = bq.predict(sized_run, grid)
     for table in (plain, sized):
         np.testing.assert_allclose(table[list(SHARE_COLUMNS)].sum(axis=1), 1.0, atol=1e-12)
@@ -73,8 +73,8 @@ def test_share_size_is_zero_without_a_size_effect_and_positive_with_one(mock_run
     assert (sized["share_size"] > 0).all()
 
 
-def test_a_run_saved_before_the_size_group_still_loads(mock_run, tmp_path):
-    run = saved_without_levels(mock_run, SIZE, tmp_path / "old.nc")
+def test_a_run_saved_before_the_size_group_still_loads(sharp_mock_run, tmp_path):
+    run = saved_without_levels(sharp_mock_run, SIZE, tmp_path / "old.nc")
     assert run.levels[SIZE] == ()
     table = bq.predict(run, default_grid(family="Llama-2"))
     assert (table["share_size"] == 0).all()

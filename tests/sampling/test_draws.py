@@ -52,7 +52,7 @@ def test_recipe_shifts_enter_both_paths_and_unknown_recipe_is_its_own_level(refe
     np.testing.assert_allclose(annealed - unknown, shift("true") - shift("unknown"), rtol=1e-9, atol=1e-12)
 
 
-def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, default_spec):
+def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, sharp_spec):
     """With a family centre, the fast path equals the generic one, and at the centre's
     covariates two families differ by their intercept offsets alone (their slope offsets
     vanish there); away from it the slope offsets count."""
@@ -61,8 +61,8 @@ def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, defa
     from conftest import make_mock_run
 
     centre = {"params": 7e9, "tokens": 3e11, "bits": 3}
-    spec = replace(default_spec, effects=tuple(replace(e, centre=centre) if e.group == "family" else e
-                                              for e in default_spec.effects))
+    spec = replace(sharp_spec, effects=tuple(replace(e, centre=centre) if e.group == "family" else e
+                                              for e in sharp_spec.effects))
     run = make_mock_run(reference, spec, draws=40)
     grid = reference.frame.sample(80, random_state=5).reset_index(drop=True)
     grid.loc[::9, "family"] = "new family"
@@ -90,7 +90,7 @@ def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, defa
                                atol=1e-10)
 
 
-def test_new_levels_of_student_t_offsets_draw_from_the_student_t(reference, default_spec):
+def test_new_levels_of_student_t_offsets_draw_from_the_student_t(reference, sharp_spec):
     """A new family's standardised offsets follow the spec's prior: Student-t(nu) where the
     spec says so, standard Normal elsewhere, and the Normal draws do not change when another
     coefficient turns Student-t."""
@@ -108,12 +108,12 @@ def test_new_levels_of_student_t_offsets_draw_from_the_student_t(reference, defa
 
     from conftest import make_mock_run
 
-    effects = tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e for e in default_spec.effects)
-    spec_t = replace(default_spec, effects=effects)
-    run = make_mock_run(reference, default_spec, draws=500)
+    effects = tuple(replace(e, nu={"beta": 3}) if e.group == "family" else e for e in sharp_spec.effects)
+    spec_t = replace(sharp_spec, effects=effects)
+    run = make_mock_run(reference, sharp_spec, draws=500)
     row = reference.frame.iloc[[0]].assign(family="new family", tokens=1e14)
     design = build_design(row, run.levels)
-    theta_n = row_theta(run.idata, default_spec, design, seed=2)
+    theta_n = row_theta(run.idata, sharp_spec, design, seed=2)
     theta_t = row_theta(run.idata, spec_t, design, seed=2)
     np.testing.assert_array_equal(theta_n["alpha"], theta_t["alpha"])  # Normal offsets unchanged
     sd = run.idata.posterior["sd_family_beta"].values.ravel()

@@ -27,7 +27,8 @@ def flat(idata: az.InferenceData, name: str) -> np.ndarray:
     xarray's stack, which copied through a MultiIndex and dominated prediction time.
     """
     da = idata.posterior[name].transpose("chain", "draw", ...)
-    return da.to_numpy().reshape(-1, *da.shape[2:])
+    # The sample count spelled out, not -1: a group with no fitted level has a zero-length axis.
+    return da.to_numpy().reshape(da.shape[0] * da.shape[1], *da.shape[2:])
 
 
 def n_samples(idata: az.InferenceData) -> int:
@@ -59,7 +60,8 @@ def row_z(idata: az.InferenceData, design: Design, group: str, param: str, *, se
     z = flat(idata, z_name(group, param))
     codes = design.codes[group]
     labels = design.labels[group]
-    out = z[:, np.where(codes == NEW_LEVEL, 0, codes)]
+    # A group without fitted levels (a fabricated run's size group) leaves every row new.
+    out = z[:, np.where(codes == NEW_LEVEL, 0, codes)] if z.shape[1] else np.empty((len(z), len(codes)))
     for lab in sorted({str(lab) for lab, c in zip(labels, codes, strict=True) if c == NEW_LEVEL}):
         rows = (codes == NEW_LEVEL) & (labels == lab)
         out[:, rows] = _new_level_z(lab, group, param, seed, len(z), nu)[:, None]
