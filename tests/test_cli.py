@@ -253,9 +253,9 @@ def test_predict_grid_to_csv(ci_run_path, tmp_path, capsys):
     assert len(table) == len(grid)
     assert list(table["note"]) == list(grid["note"])
     # The default varies by lineage and size: a new family draws all three offsets.
-    drawn = [f"lineage=new family;family=new family;size={size_label('new family', n)}"
-             for n in table["params"][:12]]
-    assert list(table["new_levels"][:12]) == drawn
+    new_family = [f"lineage=new family;family=new family;size={size_label('new family', n)}"
+                  for n in table["params"][:12]]
+    assert list(table["new_levels"][:12]) == new_family
     assert (table["new_levels"][12:] == "").all()
     for band in ("mean", "pred"):
         assert (table[f"{band}_lower"] <= table[f"{band}_median"]).all()

@@ -62,7 +62,7 @@ def test_centred_family_slopes_pivot_at_the_centre_in_both_paths(reference, shar
 
     centre = {"params": 7e9, "tokens": 3e11, "bits": 3}
     spec = replace(sharp_spec, effects=tuple(replace(e, centre=centre) if e.group == "family" else e
-                                              for e in sharp_spec.effects))
+                                            for e in sharp_spec.effects))
     run = make_mock_run(reference, spec, draws=40)
     grid = reference.frame.sample(80, random_state=5).reset_index(drop=True)
     grid.loc[::9, "family"] = "new family"
